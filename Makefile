@@ -1,0 +1,77 @@
+# transformer_lite: every target sets up what it needs. `make book` and `make test` work on a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+
+.PHONY: help setup export check lint format sync execute test test-unit test-notebooks book lab clean
+
+help:
+	@echo "make book      build the HTML book into _build/html (sets up .venv first)"
+	@echo "make test      check sync, unit tests, re-execute every notebook and compare outputs (nbval)"
+	@echo "make lab       open the chapters in JupyterLab"
+	@echo "make sync      bring each notebook and its .py pair together (the newer file wins)"
+	@echo "make execute   sync, re-run every notebook in place (stores fresh outputs), then export"
+	@echo "make export    write transformer_lite/ from the notebooks' export cells"
+	@echo "make check     fast: package and .py pairs agree with the notebooks; ruff is clean"
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	# build matplotlib's font cache now, so its one-time message never lands in a notebook's output
+	MPLBACKEND=Agg $(BIN)/python -c "import matplotlib.pyplot"
+	touch $@
+
+export: $(STAMP)
+	$(BIN)/python tools/nbexport.py export
+
+check: $(STAMP)
+	$(BIN)/python tools/nbexport.py check
+	$(BIN)/ruff check --quiet .
+	$(BIN)/ruff format --check --quiet .
+
+lint: check
+
+format: $(STAMP)
+	$(BIN)/ruff format notebooks/*.ipynb tools tests
+	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
+
+sync: $(STAMP)
+	$(BIN)/jupytext --sync $(NOTEBOOKS)
+
+execute: sync
+	for nb in $(NOTEBOOKS); do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=600 \
+	    --ExecutePreprocessor.record_timing=False $$nb || exit 1; \
+	done
+	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
+	$(MAKE) export
+
+# Two pytest workers, one thread each: two processes that each start a thread per core would
+# oversubscribe the cores and run many times slower. --dist loadfile keeps a notebook on one worker.
+test: check
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests $(NBVAL) notebooks
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+test-notebooks: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile $(NBVAL) notebooks
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks
+
+clean:
+	rm -rf _build .pytest_cache

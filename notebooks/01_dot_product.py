@@ -1,0 +1,584 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. Why a dot product can measure relevance
+#
+# You have the paper's formula, $\mathrm{Attention}(Q, K, V) = \mathrm{softmax}(QK^\top/\sqrt{d_k})\,V$, and a
+# reasonable first guess at why it works: with one-hot vectors, $[1,0,0]\cdot[1,0,0] = 1$ and
+# $[1,0,0]\cdot[0,1,0] = 0$, so a dot product says "same word" or "different word". This chapter starts from that
+# guess and asks the questions it leaves open:
+#
+# - Why can a dot product say how *relevant* one word is to another, not just whether they are the same?
+# - What does the softmax do, and what is $V$ for, if $K$ already describes each word?
+# - Why does the matrix form $\mathrm{softmax}(QK^\top)V$ let a Transformer run in parallel where an RNN cannot?
+# - Where does the Transformer's attention (注意力) sit between *soft* and *hard*, *global* and *local* attention?
+#
+# Every answer is an experiment you can run. We leave out the $1/\sqrt{d_k}$ on purpose: chapter 2 is about it.
+#
+# ## Setting up
+#
+# Two helpers that every chapter uses. `get_device` picks a GPU when there is one. `seeded_randn` draws random
+# numbers on the CPU from a seeded generator and only then moves them, so the same seed gives the same numbers on
+# every machine, and the outputs printed in this book are the same on a laptop and on a GPU.
+#
+# Cells marked `export` (see the notebook's cell tags) become the module `transformer_lite/dot_product.py`.
+
+# %% tags=["export"]
+import torch
+from torch import Tensor
+
+
+def get_device() -> torch.device:
+    """The device to compute on: the first CUDA GPU if there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seeded_randn(
+    *shape: int,
+    seed: int,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Standard-normal numbers that do not depend on the device.
+
+    They are drawn on the CPU from a generator seeded with ``seed``, then moved to
+    ``device``, so a seed gives the same numbers on every machine.
+
+    Shape:
+        ``shape``, e.g. ``seeded_randn(2, 5, 8, seed=0)`` is (2, 5, 8).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=generator, dtype=dtype).to(device)
+
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import torch.nn.functional as F
+from torch import nn
+
+device = get_device()
+torch.manual_seed(0)
+plt.rcParams["figure.figsize"] = (5, 3.5)
+
+# %% [markdown]
+# ## One-hot vectors only know "same" or "different"
+#
+# Give each word of a three-word vocabulary its own one-hot vector and take every dot product at once: row $i$,
+# column $j$ of $XX^\top$ is $x_i \cdot x_j$.
+
+# %%
+vocab = ["cat", "kitten", "mat"]
+one_hot = torch.eye(len(vocab), device=device)
+scores = one_hot @ one_hot.T
+assert torch.equal(scores, torch.eye(3, device=device))
+print(
+    {
+        f"{a}·{b}": scores[i, j].item()
+        for i, a in enumerate(vocab)
+        for j, b in enumerate(vocab)
+        if i < j
+    }
+)
+
+# %% [markdown]
+# Your reasoning is right as far as it goes: a one-hot vector matches itself with score 1 and everything else with
+# score 0. But that is the problem. "cat" is exactly as unrelated to "kitten" as it is to "mat", because one-hot
+# vectors are all at right angles to each other. A score that can only say "same word" cannot say "related word".
+#
+# ## Dense vectors can be partly alike
+#
+# A model does not use one-hot vectors: it learns a dense vector per word (an *embedding*), and words that behave
+# alike end up pointing in similar directions. We will see real learned vectors in chapter 7; here we write a few by
+# hand, with four readable features, so that the numbers are easy to follow.
+
+# %%
+features = ["animal", "young", "furniture", "action"]
+embedding = {
+    "the": [0.0, 0.0, 0.0, 0.0],
+    "cat": [1.0, 0.2, 0.0, 0.0],
+    "kitten": [0.9, 1.0, 0.0, 0.0],
+    "sat": [0.0, 0.0, 0.1, 1.0],
+    "on": [0.0, 0.0, 0.2, 0.0],
+    "mat": [0.0, 0.0, 1.0, 0.1],
+}
+E = {word: torch.tensor(vector, device=device) for word, vector in embedding.items()}
+
+
+def dot(a: str, b: str) -> float:
+    return round((E[a] @ E[b]).item(), 3)
+
+
+print(
+    "cat·kitten =",
+    dot("cat", "kitten"),
+    "  cat·mat =",
+    dot("cat", "mat"),
+    "  sat·mat =",
+    dot("sat", "mat"),
+)
+assert dot("cat", "kitten") > 0 and dot("cat", "mat") == 0
+
+# %% [markdown]
+# Now "cat" and "kitten" share the *animal* feature, so their dot product is large; "cat" and "mat" share nothing,
+# so theirs is 0. The dot product adds up, feature by feature, how much two vectors agree:
+# $a \cdot b = \sum_i a_i b_i$. Big when both are big on the same features, zero when their features do not overlap,
+# negative when they disagree in sign.
+#
+# Here is a whole sentence. Row $i$ of the score matrix says how strongly word $i$ matches every word $j$:
+
+
+# %% tags=["export", "hide-input"]
+def plot_attention(
+    weights: Tensor,
+    query_tokens: list[str],
+    key_tokens: list[str],
+    title: str = "",
+    ax=None,
+    annotate: bool = True,
+    cmap: str = "viridis",
+):
+    """Draw a score or weight matrix as a heatmap: queries down, keys across.
+
+    Shape:
+        weights: (Lq, Lk), on any device; Lq ``query_tokens``, Lk ``key_tokens``.
+    """
+    import matplotlib.pyplot as plt  # here, so the package does not need matplotlib
+
+    weights = weights.detach().float().cpu().numpy()
+    if weights.shape != (len(query_tokens), len(key_tokens)):
+        raise ValueError(
+            f"weights of shape {tuple(weights.shape)} do not fit "
+            f"{len(query_tokens)} query tokens and {len(key_tokens)} key tokens"
+        )
+    if ax is None:
+        _, ax = plt.subplots()
+    image = ax.imshow(weights, cmap=cmap)
+    ax.set_xticks(range(len(key_tokens)), key_tokens, rotation=45, ha="right")
+    ax.set_yticks(range(len(query_tokens)), query_tokens)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
+    ax.set_title(title)
+    if annotate:
+        middle = (weights.max() + weights.min()) / 2
+        for i in range(weights.shape[0]):
+            for j in range(weights.shape[1]):
+                value = weights[i, j]
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if value > middle else "white",
+                )
+    ax.figure.colorbar(image, ax=ax)
+    return ax
+
+
+# %%
+sentence = ["the", "cat", "sat", "on", "the", "mat"]
+X = torch.stack([E[word] for word in sentence])  # (L, 4): one row per word
+scores = X @ X.T  # (L, L): every dot product at once
+plot_attention(scores, sentence, sentence, title="Scores x_i · x_j for one sentence")
+plt.show()
+
+# %% [markdown]
+# Two things in this picture are not what attention wants yet.
+#
+# 1. **It is symmetric, and the diagonal is the brightest entry in most rows.** "sat" matches itself best and
+#    ignores "cat". But "sat" needs to find *who* sat: it should look for an animal, not for another verb.
+# 2. **"the" scores 0 with everything**, because its hand-made vector is all zeros. Nothing to match is a fine
+#    outcome for a word with no content; below, the softmax turns it into "spread evenly".
+#
+# ## Queries and keys: what I look for, and what I offer
+#
+# The Transformer does not compare the words' vectors directly. It projects each vector twice: into a **query**
+# $q = xW_Q$ ("what am I looking for?") and a **key** $k = xW_K$ ("what do I offer to those who look?"). The score is
+# $q_i \cdot k_j$. With two different matrices, the score no longer has to be symmetric.
+#
+# To see that this is enough to make "sat" look for its subject, we write a $W_Q$ by hand that sends the *action*
+# feature to the *animal* feature (a verb asks "which animal?"), and keep $W_K$ the identity. Training finds such
+# matrices by itself; in the paper, $W_Q$ and $W_K$ are learned per head (§3.2.2).
+
+# %%
+W_q = torch.zeros(4, 4, device=device)
+W_q[features.index("action"), features.index("animal")] = (
+    2.0  # a verb looks for an animal
+)
+W_q[features.index("animal"), features.index("furniture")] = (
+    1.0  # an animal looks for where it is
+)
+W_k = torch.eye(4, device=device)
+Q, K = X @ W_q, X @ W_k
+scores = Q @ K.T  # (L, L): score of query i against key j
+plot_attention(scores, sentence, sentence, title="Scores q_i · k_j with W_Q ≠ W_K")
+plt.show()
+assert sentence[scores[sentence.index("sat")].argmax()] == "cat"
+assert not torch.allclose(scores, scores.T)
+
+# %% [markdown]
+# Now the row for "sat" peaks at "cat", and "cat" looks at "mat": relevance is no longer "same word" but "the word I
+# need". This is the whole answer to *why a dot product can measure relevance*: the dot product measures agreement
+# between two vectors, and learned projections decide what should agree with what.
+#
+# ## Dot product or cosine? Length matters
+#
+# The cosine similarity $\cos(a, b) = \frac{a\cdot b}{|a|\,|b|}$ compares only directions. The dot product
+# $a \cdot b = |a|\,|b|\cos(a, b)$ also grows with the vectors' lengths. Double a key and its score with every
+# query doubles, while its cosine does not move:
+
+# %%
+cat, kitten = E["cat"], E["kitten"]
+for name, key in [("cat", cat), ("2·cat", 2 * cat)]:
+    print(
+        f"kitten·{name:5} = {(kitten @ key).item():.3f}   "
+        f"cos(kitten, {name:5}) = {F.cosine_similarity(kitten, key, dim=0).item():.3f}"
+    )
+torch.testing.assert_close(kitten @ (2 * cat), 2 * (kitten @ cat))
+
+# %% [markdown]
+# This matters because the scores go through a softmax next (below), and the softmax is sensitive to how far apart
+# the scores are. Longer queries or keys spread the scores further apart and make the attention *sharper*. The dot
+# product lets a model say "match, and I am sure" by making vectors longer; a cosine could not. It is also why
+# chapter 2 has to control the size of the scores when vectors get long.
+#
+# ## Softmax turns scores into weights
+#
+# Scores can be any real numbers. To mix the words' information we want weights that are positive and sum to 1:
+# $\mathrm{softmax}(s)_j = e^{s_j} / \sum_{j'} e^{s_{j'}}$. We write it out, with one trick: subtracting the row's
+# maximum first changes nothing mathematically (it cancels between numerator and denominator) but keeps
+# $e^{s}$ from overflowing.
+
+
+# %% tags=["export"]
+def softmax(scores: Tensor, dim: int = -1) -> Tensor:
+    """Turn scores into positive weights that sum to 1 along ``dim``.
+
+    softmax(s)_j = exp(s_j) / sum_j' exp(s_j').
+
+    The maximum is subtracted first: the result is the same, and ``exp`` cannot
+    overflow.
+
+    Shape:
+        scores: any shape; the output has the same shape.
+    """
+    shifted = scores - scores.amax(dim=dim, keepdim=True)
+    exp = shifted.exp()
+    return exp / exp.sum(dim=dim, keepdim=True)
+
+
+# %%
+s = seeded_randn(4, 6, seed=1, device=device)
+torch.testing.assert_close(softmax(s), torch.softmax(s, dim=-1))
+torch.testing.assert_close(softmax(s).sum(-1), torch.ones(4, device=device))
+
+big = torch.tensor([1000.0, 999.0, 0.0], device=device)
+naive = big.exp() / big.exp().sum()
+print("naive :", [round(w, 4) for w in naive.tolist()])
+print("ours  :", [round(w, 4) for w in softmax(big).tolist()])
+torch.testing.assert_close(softmax(big), torch.softmax(big, dim=-1))
+
+# %% [markdown]
+# The naive formula gives `nan` (infinity over infinity); the shifted one gives the right answer, the same as
+# `torch.softmax`. Back to lengths: multiply a query by 1, 2 and 4, and watch the largest weight grow.
+
+# %%
+for scale in [1, 2, 4]:
+    weights = softmax(scale * Q[sentence.index("sat")] @ K.T)
+    top = sentence[weights.argmax()]
+    print(f"query × {scale}: largest weight {weights.max().item():.3f} on '{top}'")
+
+# %% [markdown]
+# ## The output is a weighted sum of values. What is $V$ for?
+#
+# Each word also gets a third projection, its **value** $v = xW_V$. The output for query $i$ is
+# $\sum_j w_{ij} v_j$: the values, mixed in the proportions the weights say. Keys decide *how much* of each word
+# comes through; values decide *what* comes through.
+#
+# Why not use the key for both? Because "what I should be found by" and "what I should pass on" are different
+# jobs. Take your sketch of three words, each attending to the others. Keep the queries and keys fixed and change
+# only the values: the weights cannot change (they never see $V$), but the output does.
+
+# %%
+words = ["I", "love", "tea"]
+q = seeded_randn(3, 4, seed=2, device=device)  # (L, Dk)
+k = seeded_randn(3, 4, seed=3, device=device)  # (L, Dk)
+v_a = seeded_randn(3, 5, seed=4, device=device)  # (L, Dv): one choice of values
+v_b = seeded_randn(3, 5, seed=5, device=device)  # (L, Dv): another, same keys
+
+weights_a = softmax(q @ k.T)
+weights_b = softmax(q @ k.T)
+out_a, out_b = weights_a @ v_a, weights_b @ v_b
+torch.testing.assert_close(weights_a, weights_b)  # same keys: same weights
+assert not torch.allclose(out_a, out_b)  # other values: other output
+print("row sums of the weights:", [round(x, 4) for x in weights_a.sum(-1).tolist()])
+print("output of 'I', values A:", [round(x, 3) for x in out_a[0].tolist()])
+print("output of 'I', values B:", [round(x, 3) for x in out_b[0].tolist()])
+
+# %% [markdown]
+# Notice that $V$ can even have a different width from $K$ (here 5 against 4): the paper calls them $d_v$ and
+# $d_k$ (§3.2.2). In a trained model, the key of a noun might encode "I am a noun that can be a subject" while its
+# value carries what the noun means. Splitting the two lets the model match on one thing and pass on another.
+#
+# ## All queries at once: $\mathrm{softmax}(QK^\top)V$
+#
+# Written for one query at a time, attention is a loop over positions. Stacking the queries into $Q$, keys into
+# $K$ and values into $V$ turns the loop into two matrix products. Here is that function, with the shapes it accepts:
+# any number of leading batch dimensions, and a query length that may differ from the key length.
+
+
+# %% tags=["export"]
+def check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
+    """Raise a ValueError naming the sizes if query, key and value do not fit together.
+
+    Shape:
+        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv).
+    """
+    for name, tensor in [("query", query), ("key", key), ("value", value)]:
+        if tensor.dim() < 2:
+            raise ValueError(
+                f"{name} needs at least 2 dimensions (length, features), "
+                f"got shape {tuple(tensor.shape)}"
+            )
+    if query.size(-1) != key.size(-1):
+        raise ValueError(
+            "query and key must have the same last dimension d_k, "
+            f"got {query.size(-1)} and {key.size(-1)}"
+        )
+    if key.size(-2) != value.size(-2):
+        raise ValueError(
+            "key and value must have the same length Lk, "
+            f"got {key.size(-2)} keys and {value.size(-2)} values"
+        )
+
+
+def dot_product_attention(
+    query: Tensor, key: Tensor, value: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Unscaled dot-product attention, softmax(Q Kᵀ) V, for every query at once.
+
+    Chapter 2's ``scaled_dot_product_attention`` adds the paper's 1/√d_k factor; this
+    is the version without it, for learning.
+
+    Shape:
+        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv), where ... is any
+        number of batch dimensions that broadcast. Returns output (..., Lq, Dv) and
+        weights (..., Lq, Lk).
+    """
+    check_qkv(query, key, value)
+    scores = query @ key.transpose(-2, -1)  # (..., Lq, Lk)
+    weights = softmax(scores, dim=-1)  # (..., Lq, Lk), each row sums to 1
+    return weights @ value, weights  # (..., Lq, Dv)
+
+
+# %% [markdown]
+# The loop it replaces, one query at a time, gives the same numbers:
+
+
+# %%
+def attention_one_query_at_a_time(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+    outputs = []
+    for t in range(query.size(0)):  # one position after another
+        weights = softmax(key @ query[t])  # (Lk,)
+        outputs.append(weights @ value)  # (Dv,)
+    return torch.stack(outputs)
+
+
+L, d = 512, 64
+x = seeded_randn(L, d, seed=6, device=device) / d**0.5  # (L, d)
+loop_out = attention_one_query_at_a_time(x, x, x)
+matrix_out, matrix_weights = dot_product_attention(x, x, x)
+torch.testing.assert_close(loop_out, matrix_out)
+print("loop and matrix form agree; weights:", tuple(matrix_weights.shape))
+
+
+# %%
+def median_seconds(fn, repeats: int = 5) -> float:
+    """Median wall time of fn() after one warm-up call (waiting for the GPU, if any)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+# %% tags=["nbval-ignore-output"]
+loop_s = median_seconds(lambda: attention_one_query_at_a_time(x, x, x))
+matrix_s = median_seconds(lambda: dot_product_attention(x, x, x))
+print(
+    f"L={L}: loop over positions {loop_s * 1e3:.1f} ms, "
+    f"one matrix product {matrix_s * 1e3:.2f} ms, {loop_s / matrix_s:.0f}× faster"
+)
+
+# %% [markdown]
+# The numbers are the same, and the matrix form is much faster (your machine prints its own timing above). The loop
+# was never *necessary*: no position's output depends on another position's output, so all of them can be computed
+# at once, and a matrix product is exactly the operation that hardware runs in parallel.
+#
+# ## Why an RNN cannot do the same
+#
+# An RNN computes $h_t = \tanh(W x_t + U h_{t-1})$. The state at step $t$ needs the state at step $t-1$, which needs
+# step $t-2$, and so on: $L$ steps that must run one after another, however many cores you have. Attention has no
+# such chain. A small experiment shows the difference without any clock: compute position 300's output *alone*.
+
+# %%
+t = 300
+alone, _ = dot_product_attention(
+    x[t : t + 1], x, x
+)  # query t by itself, against all keys
+torch.testing.assert_close(
+    alone[0], matrix_out[t]
+)  # needs nothing from positions 0..299's outputs
+
+rnn = nn.RNN(d, d, batch_first=True).to(device)
+with torch.no_grad():
+    states, _ = rnn(x.unsqueeze(0))  # (1, L, d): h_0 ... h_{L-1}, computed in order
+    restarted, _ = rnn(x[t:].unsqueeze(0))  # start at t without h_{t-1}
+gap = (restarted[0, 0] - states[0, t]).abs().max().item()
+assert gap > 0.1
+print(f"attention at t={t}, computed alone: identical")
+print(f"RNN state at t={t}, without h_(t-1): off by more than 0.1")
+
+# %% [markdown]
+# Attention's output at position 300 comes out identical when computed on its own. The RNN's state does not: it
+# cannot be had without first running the 300 steps before it. The paper's Table 1 puts this as *sequential
+# operations*: $O(n)$ for a recurrent layer, $O(1)$ for self-attention.
+#
+# What does that cost in time? Below, one RNN layer and one attention layer of the paper's width, $d = 512$, process
+# a batch of 16 sequences of growing length $L$.
+
+# %% tags=["nbval-ignore-output"]
+d_model = 512
+wide_rnn = nn.RNN(d_model, d_model, batch_first=True).to(device)
+lengths = [16, 32, 64, 128, 256, 512, 1024]
+rnn_ms, attention_ms = [], []
+with torch.no_grad():
+    for length in lengths:
+        batch = (
+            seeded_randn(16, length, d_model, seed=length, device=device) / d_model**0.5
+        )
+        rnn_ms.append(1e3 * median_seconds(lambda: wide_rnn(batch)))
+        attention_ms.append(
+            1e3 * median_seconds(lambda: dot_product_attention(batch, batch, batch))
+        )
+for length, r, a in zip(lengths, rnn_ms, attention_ms, strict=True):
+    print(f"L={length:5d}: RNN {r:7.2f} ms  attention {a:7.2f} ms  ratio {r / a:5.1f}")
+
+# %%
+fig, ax = plt.subplots()
+ax.loglog(lengths, rnn_ms, "o-", label="nn.RNN: L steps in a row")
+ax.loglog(lengths, attention_ms, "s-", label="attention: one batched product")
+ax.axvline(d_model, color="gray", linestyle=":", label="L = d")
+ax.set_xlabel("sequence length L")
+ax.set_ylabel("forward time (ms), batch 16")
+ax.set_title(f"Time against length, d = {d_model}")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# Read this plot with care; it is not "attention is always faster". The RNN's time grows in proportion to $L$: $L$
+# steps, each waiting for the one before. Attention's grows faster, like $L^2$, because every query meets every
+# key. Counting multiply-adds per layer, a recurrent layer costs $O(L \cdot d^2)$ and self-attention
+# $O(L^2 \cdot d)$ (the paper's Table 1), so self-attention is the cheaper one while $L < d$. On the machine that
+# built this book (2 CPU cores) attention was over ten times faster for short sequences, and the gap closed as $L$
+# approached $d = 512$; yours prints its own numbers above.
+# Sentences are usually much shorter than 512 tokens, which is the case the paper designed for.
+#
+# The larger difference does not show on 2 cores. The RNN's $L$ steps must run one after another on *any*
+# hardware, while attention's work is one batch of independent multiply-adds that a GPU with thousands of cores
+# runs at once. That is how the paper trains its base model in 12 hours on 8 GPUs (§5.2): the length of a sentence
+# stops being a length of time.
+#
+# ## Soft or hard? Global or local?
+#
+# *Hard* attention picks one position (an argmax) and copies its value. *Soft* attention takes a softmax-weighted
+# average of all of them (Xu et al., 2015 named the pair). The difference that matters for training is the
+# gradient. Take one query's scores, make them require gradients, and backpropagate through both:
+
+# %%
+scores = seeded_randn(
+    6, seed=7
+).requires_grad_()  # one query against 6 keys (on the CPU: tiny)
+values = seeded_randn(6, 3, seed=8)
+
+soft_out = softmax(scores) @ values
+soft_out.sum().backward()
+print(
+    "soft: gradient reaching the scores:", [round(g, 3) for g in scores.grad.tolist()]
+)
+
+hard_weights = F.one_hot(scores.argmax(), num_classes=6).float()
+hard_out = hard_weights @ values
+print(
+    "hard: does the output depend on the scores for autograd?", hard_out.requires_grad
+)
+assert scores.grad.abs().sum() > 0 and not hard_out.requires_grad
+
+# %% [markdown]
+# With soft attention every score gets a gradient: the model learns which keys to trust. With hard attention the
+# argmax cuts the graph: there is no gradient at all, because nudging a score a little does not change which one is
+# largest. The picture makes the same point: move one score and watch the output.
+
+# %%
+nudges = torch.linspace(-3, 3, 121)
+soft_curve, hard_curve = [], []
+with torch.no_grad():
+    for nudge in nudges:
+        moved = scores.detach().clone()
+        moved[0] += nudge
+        soft_curve.append((softmax(moved) @ values)[0].item())
+        hard_curve.append((F.one_hot(moved.argmax(), 6).float() @ values)[0].item())
+fig, ax = plt.subplots()
+ax.plot(nudges, soft_curve, label="soft (softmax)")
+ax.plot(nudges, hard_curve, label="hard (argmax)", linestyle="--")
+ax.set_xlabel("change added to the score of key 0")
+ax.set_ylabel("first feature of the output")
+ax.set_title("Soft attention is smooth, hard attention jumps")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# The soft curve is smooth, so its slope (the gradient) tells the model which way to move. The hard curve is flat,
+# then jumps: its slope is zero almost everywhere, and undefined at the jump. Hard attention can only be trained with
+# other tricks (sampling and reinforcement learning); soft attention trains with plain backpropagation.
+#
+# *Global* and *local* (Luong et al., 2015) is a different axis: does a query score every position, or only a
+# window around one? The Transformer's attention is **soft and global**: every query scores every key, and the
+# output mixes all the values. The only thing that narrows it is a mask (掩码), which removes keys a query must not
+# see, such as the future in the decoder. That is chapter 3.
+#
+# ## What we built
+#
+# | name | the idea in one line |
+# |---|---|
+# | `get_device()` | compute on the GPU when there is one, else the CPU |
+# | `seeded_randn(*shape, seed=, device=)` | random numbers that are the same on every device: drawn on the CPU, then moved |
+# | `softmax(scores, dim=-1)` | scores to positive weights that sum to 1, shifted by the maximum so it never overflows |
+# | `check_qkv(query, key, value)` | a clear error when query, key and value cannot be attended together |
+# | `dot_product_attention(query, key, value)` | softmax(QKᵀ)V for all queries at once; returns output and weights |
+# | `plot_attention(weights, query_tokens, key_tokens)` | a score or weight matrix as a labelled heatmap |
+#
+# Next: chapter 2 asks what happens to these scores when the vectors have 512 features instead of 4, and why the
+# paper divides by $\sqrt{d_k}$.
