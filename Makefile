@@ -40,21 +40,24 @@ check: $(STAMP)
 
 lint: check
 
+# sync first, so edits made in a .py reach its notebook before ruff rewrites the notebook
 format: $(STAMP)
-	$(BIN)/ruff format notebooks/*.ipynb tools tests
+	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
+	$(BIN)/ruff format $(NOTEBOOKS) tools tests book
 	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
 
 sync: $(STAMP)
 	$(BIN)/jupytext --sync $(NOTEBOOKS)
 
+# Export first: a chapter imports what the chapters before it export.
 execute: sync
+	$(BIN)/python tools/nbexport.py export
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=600 \
 	    --ExecutePreprocessor.record_timing=False $$nb || exit 1; \
 	done
 	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
-	$(MAKE) export
 
 # Two pytest workers, one thread each: two processes that each start a thread per core would
 # oversubscribe the cores and run many times slower. --dist loadfile keeps a notebook on one worker.

@@ -273,14 +273,18 @@ def softmax(scores: Tensor, dim: int = -1) -> Tensor:
     softmax(s)_j = exp(s_j) / sum_j' exp(s_j').
 
     The maximum is subtracted first: the result is the same, and ``exp`` cannot
-    overflow.
+    overflow. A row whose scores are all -inf (a query with nothing it may attend
+    to, chapter 3) gets all-zero weights, not NaN, as in
+    ``F.scaled_dot_product_attention``.
 
     Shape:
         scores: any shape; the output has the same shape.
     """
-    shifted = scores - scores.amax(dim=dim, keepdim=True)
-    exp = shifted.exp()
-    return exp / exp.sum(dim=dim, keepdim=True)
+    peak = scores.amax(dim=dim, keepdim=True)
+    peak = peak.masked_fill(peak == float("-inf"), 0.0)  # all -inf: shift by 0 instead
+    exp = (scores - peak).exp()
+    total = exp.sum(dim=dim, keepdim=True)  # >= 1 unless every score is -inf
+    return exp / total.masked_fill(total == 0, 1.0)
 
 
 # %%
@@ -296,7 +300,8 @@ torch.testing.assert_close(softmax(big), torch.softmax(big, dim=-1))
 
 # %% [markdown]
 # The naive formula gives `nan` (infinity over infinity); the shifted one gives the right answer, the same as
-# `torch.softmax`. Back to lengths: multiply a query by 1, 2 and 4, and watch the largest weight grow.
+# `torch.softmax`. (The function has one more guard, for a row of scores that are all $-\infty$; chapter 3 needs it
+# and explains it.) Back to lengths: multiply a query by 1, 2 and 4, and watch the largest weight grow.
 
 # %%
 for scale in [1, 2, 4]:

@@ -1,0 +1,337 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 3. Masking
+#
+# The decoder block in the paper's Figure 1 starts with a box labelled **Masked Multi-Head Attention**. This
+# chapter answers *what exactly is masked there, and how?* A mask (掩码) is the one tool that narrows attention:
+# chapter 1 showed that every query scores every key; a mask removes some keys from some queries. We need it for two
+# jobs:
+#
+# - **padding**: sentences in a batch have different lengths, so short ones are filled up with a pad token that no
+#   query should read;
+# - **causality**: when the decoder is trained on a whole target sentence at once, the position that predicts word
+#   $t+1$ must not read word $t+1$.
+#
+# Along the way we settle a detail that is easy to get wrong: under the causal mask, the query at position $t$ sees
+# keys $1 \ldots t$, **itself included**, not $1 \ldots t-1$.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transformer_lite import (
+    get_device,
+    plot_attention,
+    scaled_dot_product_attention,
+    seeded_randn,
+)
+
+device = get_device()
+plt.rcParams["figure.figsize"] = (5, 3.5)
+
+
+def rounded(t: torch.Tensor, digits: int = 3) -> list:
+    """A tensor as nested lists of rounded floats, for printing the same on every device."""
+    return torch.round(t.detach().cpu().double(), decimals=digits).tolist()
+
+
+# %% [markdown]
+# ## Masking happens inside the softmax
+#
+# The rule in this book, the same as in PyTorch's `F.scaled_dot_product_attention`: a mask is a bool tensor and
+# **True means "may attend"**. (`nn.MultiheadAttention` uses the opposite convention for its bool masks: True means
+# *blocked*. We will meet that again in chapter 4.)
+#
+# A blocked score is replaced by $-\infty$ *before* the softmax. Since $e^{-\infty} = 0$, a blocked key gets weight
+# exactly 0, and the remaining weights still sum to 1. Compare that with the tempting shortcut of zeroing weights
+# *after* the softmax:
+
+# %%
+scores = torch.tensor([2.0, 1.0, 0.5, 3.0])
+may_attend = torch.tensor([True, True, True, False])  # the last key is blocked
+
+inside = torch.softmax(scores.masked_fill(~may_attend, float("-inf")), dim=-1)
+after = torch.softmax(scores, dim=-1) * may_attend
+print(
+    "mask inside the softmax:", rounded(inside), " sum", round(inside.sum().item(), 4)
+)
+print("zeroed after softmax:   ", rounded(after), " sum", round(after.sum().item(), 4))
+
+# %% [markdown]
+# Masking inside gives a proper distribution over the allowed keys; zeroing afterwards leaves weights that sum to
+# less than 1, and the output shrinks by however much weight the blocked key happened to take. (Some code uses a
+# large negative number such as $-10^9$ instead of $-\infty$; for a row with at least one allowed key that gives
+# the same weights. The two differ for a row with *no* allowed key, at the end of this chapter.)
+#
+# ## Padding: every sentence in the batch has its own length
+#
+# A batch is a rectangle of token ids. Shorter sentences are filled with a pad id (here 0), and no query may attend
+# to a pad position. The mask depends only on the keys, so it has shape $(B, 1, 1, S)$: one row per sentence,
+# broadcast over heads ($H$) and over query positions.
+
+# %% tags=["export"]
+import torch
+from torch import Tensor
+
+
+def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
+    """True at real tokens, False at padding: which keys each sentence may attend to.
+
+    The mask depends on the keys only, so it broadcasts over heads and queries. True =
+    may attend, the rule of ``F.scaled_dot_product_attention`` (``nn.MultiheadAttention``'s
+    ``key_padding_mask`` means the opposite: True = padding).
+
+    Shape:
+        tokens: (B, S) integer token ids. Returns a bool mask of shape (B, 1, 1, S).
+    """
+    if (
+        not isinstance(tokens, Tensor)
+        or tokens.is_floating_point()
+        or tokens.dtype == torch.bool
+    ):
+        got = tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise TypeError(f"tokens must be a tensor of integer token ids, got {got}")
+    if tokens.dim() != 2:
+        raise ValueError(
+            f"tokens must have shape (batch, length), got {tuple(tokens.shape)}"
+        )
+    return (tokens != pad_id)[:, None, None, :]  # (B, 1, 1, S)
+
+
+def causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
+    """True on and below the diagonal: query t may attend to keys 0..t, itself included.
+
+    Combine with a padding mask by ``&``: ``causal_mask(T) & padding_mask(tgt, pad_id)``
+    has shape (B, 1, T, T).
+
+    Shape:
+        Returns a bool mask of shape (size, size): rows are queries, columns keys.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(
+            f"size must be a positive int (the sequence length), got {size!r}"
+        )
+    return torch.ones(size, size, dtype=torch.bool, device=device).tril()
+
+
+# %%
+pad = 0
+tokens = torch.tensor(
+    [
+        [5, 7, 9, 4, 6],  # five real tokens
+        [3, 8, 2, 0, 0],  # three, then padding
+        [6, 0, 0, 0, 0],  # one
+    ],
+    device=device,
+)
+mask = padding_mask(tokens, pad)
+print("shape", tuple(mask.shape))
+print(mask[:, 0, 0].int().tolist())
+
+# %% [markdown]
+# Now attend over a padded sentence. Each token id gets a random vector (a stand-in for the embeddings of
+# chapter 5) and we attend with the mask. The padded keys get no weight from any query:
+
+# %%
+d = 8
+table = seeded_randn(10, d, seed=0, device=device)  # one vector per token id
+x = table[tokens][:, None]  # (B, H, S, D) with a single head, H = 1
+out, weights = scaled_dot_product_attention(x, x, x, mask=mask)  # weights (B, S, S)
+print("weights of sentence 1 (rows: queries, columns: keys):")
+for row in rounded(weights[1, 0], 2):
+    print(row)
+assert (weights[1, 0, :, 3:] == 0).all()
+
+labels = ["3", "8", "2", "<pad>", "<pad>"]
+plot_attention(
+    weights[1, 0], labels, labels, title="A padded sentence: no weight on <pad>"
+)
+plt.show()
+
+# %% [markdown]
+# The pad columns are zero; the pad *rows* are not special: pad queries still attend to the real tokens, and their
+# outputs are simply never used (the loss ignores them, chapter 7).
+#
+# What matters for correctness is a property: **padding changes nothing for the real tokens**. Add three more pad
+# positions to every sentence, and the outputs at real positions must stay the same.
+
+# %%
+longer = torch.cat(
+    [tokens, torch.full((3, 3), pad, device=device)], dim=1
+)  # (B, S + 3)
+x_longer = table[longer][:, None]
+out_longer, _ = scaled_dot_product_attention(
+    x_longer, x_longer, x_longer, mask=padding_mask(longer, pad)
+)
+real = tokens != pad  # (B, S)
+torch.testing.assert_close(out_longer[:, 0, :5][real], out[:, 0][real])
+print("outputs at real positions unchanged by extra padding")
+
+# %% [markdown]
+# ## The causal mask: the past and the present, not the future
+#
+# In training, the decoder reads the whole target sentence at once (this is what makes training parallel, as
+# chapter 1 showed). Its input is the target shifted right by one: at position $t$ it holds word $t-1$, and its job
+# is to predict word $t$. The causal mask lets the query at position $t$ attend to positions $0 \ldots t$: its own
+# input (the word it was given) and everything before it. What it must not see is position $t+1$ and later, where
+# the word it has to predict sits.
+
+# %%
+words = "<s> the cat sat on the".split()  # decoder input: the target, shifted right
+causal = causal_mask(len(words), device=device)
+for row in causal.int().tolist():
+    print(row)
+plot_attention(
+    causal.float(),
+    words,
+    words,
+    title="causal_mask(6): True = may attend",
+    cmap="Greys",
+)
+plt.show()
+
+# %% [markdown]
+# Row $t$ has $t+1$ allowed keys, the diagonal included. A common reading of the paper is "the query at time $t$ can
+# see $k_1 \ldots k_{t-1}$". That is off by one: it sees $k_1 \ldots k_t$. If it could not see itself, position 0
+# (which holds only the start token `<s>`) would have nothing at all to attend to.
+
+# %%
+for t in range(len(words)):
+    allowed = causal[t].nonzero().flatten().tolist()
+    print(f"query {t} ({words[t]:>3}) may attend to keys {allowed}")
+assert causal.diagonal().all()  # every position sees itself
+assert not causal.triu(diagonal=1).any()  # and nothing after itself
+
+# %% [markdown]
+# ### Proof of causality
+#
+# The claim we rely on: *with the causal mask, changing the inputs after position $t$ leaves every output at positions
+# $\le t$ exactly unchanged.* Not approximately: exactly, because the blocked keys get weight 0 and $0 \cdot v = 0$.
+# Without the mask the same change leaks backwards into every position.
+
+# %%
+T = 6
+x = seeded_randn(2, T, d, seed=1, device=device)
+t = 2
+changed = x.clone()
+changed[:, t + 1 :] = seeded_randn(2, T - t - 1, d, seed=2, device=device)  # new future
+
+masked_before, _ = scaled_dot_product_attention(x, x, x, mask=causal_mask(T, device))
+masked_after, _ = scaled_dot_product_attention(
+    changed, changed, changed, mask=causal_mask(T, device)
+)
+plain_before, _ = scaled_dot_product_attention(x, x, x)
+plain_after, _ = scaled_dot_product_attention(changed, changed, changed)
+
+assert torch.equal(masked_before[:, : t + 1], masked_after[:, : t + 1])  # bit for bit
+assert not torch.allclose(plain_before[:, : t + 1], plain_after[:, : t + 1])
+print(
+    f"with the mask:    outputs 0..{t} identical after changing positions {t + 1}..{T - 1}"
+)
+print(f"without the mask: outputs 0..{t} changed")
+
+# %% [markdown]
+# ## Padding and causality together
+#
+# The decoder needs both: no future, and no padding. Masks combine with `&`, and broadcasting does the bookkeeping:
+# `causal_mask(T)` is $(T, T)$ and `padding_mask` is $(B, 1, 1, T)$, so the result is $(B, 1, T, T)$: one
+# $T \times T$ pattern per sentence, shared by all heads.
+
+# %%
+target = torch.tensor(
+    [[1, 5, 7, 2, 0, 0], [1, 6, 3, 8, 4, 2]], device=device
+)  # 1 = <s>, 2 = </s>
+both = causal_mask(6, device) & padding_mask(target, pad)
+print("shape", tuple(both.shape))
+labels = ["<s>", "5", "7", "</s>", "<pad>", "<pad>"]
+plot_attention(
+    both[0, 0].float(), labels, labels, title="causal & padding", cmap="Greys"
+)
+plt.show()
+
+# %% [markdown]
+# ## A query with nothing to attend to
+#
+# Can a row of the mask be all False? Yes: a sentence made only of padding (an empty input), or left-padded text
+# under a causal mask, where the first positions are pads that may only look at themselves. A plain softmax over a
+# row of $-\infty$ computes $0/0$: NaN, and one NaN spreads through the whole network in the next layer.
+#
+# We decided what such a row returns: **all-zero weights and a zero output**, the same as PyTorch's
+# `F.scaled_dot_product_attention`. Our softmax (chapter 1) guards for it. Here are the three behaviours you will meet
+# in the wild, on a batch whose second sentence is all padding:
+
+# %%
+tokens = torch.tensor(
+    [[4, 7, 3], [0, 0, 0]], device=device
+)  # the second sentence is empty
+x = table[tokens][:, None].requires_grad_()  # (B, 1, S, D)
+mask = padding_mask(tokens, pad)
+
+ours, weights = scaled_dot_product_attention(x, x, x, mask=mask)
+torch_sdpa = F.scaled_dot_product_attention(x, x, x, attn_mask=mask)
+large_negative = torch.softmax(
+    (x @ x.transpose(-2, -1) / d**0.5).masked_fill(~mask, -1e9), dim=-1
+)
+torch.manual_seed(0)
+mha = nn.MultiheadAttention(d, 1, batch_first=True).to(device)
+x1 = x[:, 0]  # (B, S, D): nn.MultiheadAttention has no head dimension in its input
+mha_out, _ = mha(x1, x1, x1, key_padding_mask=~mask[:, 0, 0])  # True = padding
+
+print(
+    "ours, empty sentence:        output",
+    rounded(ours[1, 0, 0, :4]),
+    "weights",
+    rounded(weights[1, 0, 0]),
+)
+print("F.scaled_dot_product_attention:   ", rounded(torch_sdpa[1, 0, 0, :4]))
+print("-1e9 instead of -inf, weights:    ", rounded(large_negative[1, 0, 0]))
+print("nn.MultiheadAttention, output:    ", rounded(mha_out[1, 0, :4]))
+
+ours.sum().backward()
+assert not ours.isnan().any() and not x.grad.isnan().any()
+torch.testing.assert_close(ours, torch_sdpa)
+assert mha_out[1].isnan().all()
+
+# %% [markdown]
+# - **Ours** and `F.scaled_dot_product_attention`: zero output, zero weights, and the gradient has no NaN either.
+# - **$-10^9$ instead of $-\infty$**: finite, but the empty row gets *uniform* weights over the pad positions, so its
+#   output is an average of pad vectors: a made-up value that looks like data.
+# - **`nn.MultiheadAttention`**: NaN (in this version of PyTorch). A NaN anywhere in a batch poisons the loss of
+#   the whole batch.
+#
+# A zero output is the honest answer for "there was nothing to look at", and it is harmless: the positions it appears
+# at are padding, which the loss ignores.
+#
+# ## So what is "masked multi-head attention"?
+#
+# It is the decoder's first sublayer: multi-head self-attention (chapter 4) over the decoder's own positions, with
+# the causal mask (and the target's padding mask) applied inside every head's softmax. The mask is what lets the
+# decoder train on a whole sentence in one parallel pass while each position still behaves as if the future did not
+# exist yet. The encoder's self-attention and the decoder's attention over the encoder (cross-attention) use only
+# padding masks: the source sentence is fully known, so there is no future to hide.
+#
+# ## What we built
+#
+# | name | the idea in one line |
+# |---|---|
+# | `padding_mask(tokens, pad_id)` | (B, 1, 1, S) bool: True at real tokens, so no query reads padding |
+# | `causal_mask(size, device=None)` | (size, size) bool lower triangle: query t sees keys 0..t, itself included |
+#
+# Both follow one rule, True = may attend, and combine with `&`. Next, chapter 4 runs several attentions side by side:
+# multi-head attention.
