@@ -133,10 +133,10 @@ def test_heads_cost_the_same_as_one():
 def test_split_and_merge_are_inverse():
     mha = MultiHeadAttention(12, 3)
     x = seeded_randn(2, 5, 12, seed=3)
-    heads = mha._split_heads(x)
+    heads = mha.split_heads(x)
     assert heads.shape == (2, 3, 5, 4)
     torch.testing.assert_close(heads[:, 1], x[..., 4:8])
-    assert torch.equal(mha._merge_heads(heads), x)
+    assert torch.equal(mha.merge_heads(heads), x)
 
 
 def test_dropout_only_in_training(inputs):

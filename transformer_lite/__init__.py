@@ -11,6 +11,13 @@ from .dot_product import (
     seeded_randn,
     softmax,
 )
+from .encoder import (
+    Encoder,
+    EncoderLayer,
+    FeedForward,
+    PositionalEncoding,
+    TokenEmbedding,
+)
 from .masks import causal_mask, padding_mask
 from .multi_head import MultiHeadAttention
 
@@ -26,4 +33,9 @@ __all__ = [
     "padding_mask",
     "causal_mask",
     "MultiHeadAttention",
+    "TokenEmbedding",
+    "PositionalEncoding",
+    "FeedForward",
+    "EncoderLayer",
+    "Encoder",
 ]

@@ -51,13 +51,14 @@ class MultiHeadAttention(nn.Module):
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
 
-    def _split_heads(self, x: Tensor) -> Tensor:
+    def split_heads(self, x: Tensor) -> Tensor:
+        """(B, L, D) -> (B, H, L, Dk): read the last dimension as H blocks of Dk."""
         batch, length, _ = x.shape
-        return x.view(batch, length, self.n_heads, self.d_k).transpose(
-            1, 2
-        )  # (B, H, L, Dk)
+        heads = x.view(batch, length, self.n_heads, self.d_k)  # (B, L, H, Dk)
+        return heads.transpose(1, 2)  # (B, H, L, Dk)
 
-    def _merge_heads(self, x: Tensor) -> Tensor:
+    def merge_heads(self, x: Tensor) -> Tensor:
+        """(B, H, L, Dk) -> (B, L, D): the inverse of ``split_heads``."""
         batch, _, length, _ = x.shape
         return x.transpose(1, 2).reshape(batch, length, self.d_model)  # (B, L, D)
 
@@ -90,9 +91,25 @@ class MultiHeadAttention(nn.Module):
         need_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         self._check_inputs(query, key, value)
-        q = self._split_heads(self.w_q(query))  # (B, H, Lq, Dk)
-        k = self._split_heads(self.w_k(key))  # (B, H, Lk, Dk)
-        v = self._split_heads(self.w_v(value))  # (B, H, Lk, Dk)
+        q = self.split_heads(self.w_q(query))  # (B, H, Lq, Dk)
+        k = self.split_heads(self.w_k(key))  # (B, H, Lk, Dk)
+        v = self.split_heads(self.w_v(value))  # (B, H, Lk, Dk)
+        return self.attend(q, k, v, mask=mask, need_weights=need_weights)
+
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Attention over projected heads, then merge and ``w_o``: the second half of
+        ``forward``, for callers that keep projected keys and values (chapter 6's cache).
+
+        Shape:
+            q (B, H, Lq, Dk), k and v (B, H, Lk, Dk). Returns as ``forward``.
+        """
         dropout = self.dropout if self.training else 0.0
         if need_weights:  # teaching path: written out, weights returned
             out, weights = scaled_dot_product_attention(
@@ -104,7 +121,7 @@ class MultiHeadAttention(nn.Module):
             out = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=dropout
             )
-        out = self.w_o(self._merge_heads(out))  # (B, Lq, D)
+        out = self.w_o(self.merge_heads(out))  # (B, Lq, D)
         return (out, weights) if need_weights else out
 
     @classmethod

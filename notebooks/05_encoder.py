@@ -1,0 +1,650 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. The encoder
+#
+# The encoder (编码器) turns a sentence into one vector per token, each informed by the whole sentence. The paper's
+# recipe (§3.1) is short: embed the tokens, add positions, then stack $N = 6$ identical layers, each a self-attention
+# sublayer and a feed-forward sublayer, each wrapped as $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$. Every piece
+# hides a question this chapter answers with an experiment:
+#
+# - Why are the embeddings multiplied by $\sqrt{d_{model}}$?
+# - How does attention, which ignores order, learn positions, and why sines and cosines?
+# - What is LayerNorm, and how is it different from BatchNorm?
+# - Where exactly does the LayerNorm go? (The paper puts it after the residual sum; many later models put it
+#   before. We build both, and say which is which.)
+# - What is a deep copy, and why did the reference code build $N$ layers with `copy.deepcopy`?
+#
+# At the end the encoder layer and the stack are proven equal to PyTorch's `nn.TransformerEncoderLayer` and
+# `nn.TransformerEncoder`.
+
+# %%
+import copy
+import math
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from transformer_lite import MultiHeadAttention, get_device, padding_mask, seeded_randn
+
+device = get_device()
+plt.rcParams["figure.figsize"] = (5, 3.5)
+
+# %% [markdown]
+# ## Token embeddings, and the factor √d_model
+#
+# An embedding is a lookup table: row $i$ is the learned vector of token id $i$. The paper multiplies it by
+# $\sqrt{d_{model}}$ (§3.4). The reason is a matter of scale. We initialise the table with entries of standard
+# deviation $d_{model}^{-1/2}$, so each token vector has length about 1; that is the scale that suits the *output*
+# side, where the same kind of matrix turns vectors back into scores over the vocabulary (chapter 6 can tie the
+# two). Multiplying by $\sqrt{d_{model}}$ gives entries of variance 1, the same order as the positional encodings
+# added next, whose entries lie in $[-1, 1]$. Without the factor, the position signal would drown the token.
+#
+# Token ids outside the vocabulary are refused with a message that names them (an `nn.Embedding` on a GPU would
+# fail with an unreadable device-side assert).
+
+# %% tags=["export"]
+import math
+
+import torch
+from torch import Tensor, nn
+
+from transformer_lite.multi_head import MultiHeadAttention
+
+# Shapes: B batch, S source length, L any length, D d_model, F d_ff.
+
+
+class TokenEmbedding(nn.Module):
+    """A learned vector per token id, multiplied by √d_model (Vaswani et al., 2017, §3.4).
+
+    The table is initialised with std d_model^-0.5, so after the factor the entries have
+    variance 1, like the positional encodings they are added to.
+
+    Shape:
+        tokens (B, L) integer ids in [0, vocab_size). Returns (B, L, D).
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None):
+        super().__init__()
+        self.vocab_size, self.d_model = vocab_size, d_model
+        self.table = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
+        nn.init.normal_(self.table.weight, std=d_model**-0.5)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        if tokens.is_floating_point() or tokens.dtype == torch.bool:
+            raise TypeError(
+                f"tokens must be integer token ids, got dtype {tokens.dtype}"
+            )
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            bad = (
+                tokens[(tokens < 0) | (tokens >= self.vocab_size)].unique()[:5].tolist()
+            )
+            raise ValueError(
+                f"token ids must be in [0, {self.vocab_size}) for vocab_size={self.vocab_size}, "
+                f"got {bad}"
+            )
+        return self.table(tokens) * math.sqrt(self.d_model)  # (B, L, D)
+
+
+# %%
+torch.manual_seed(0)
+embed = TokenEmbedding(vocab_size=1000, d_model=512).to(device)
+tokens = torch.randint(0, 1000, (8, 20), generator=torch.Generator().manual_seed(0)).to(
+    device
+)
+with torch.no_grad():
+    raw = embed.table(tokens)
+    scaled = embed(tokens)
+print(f"table entries: variance {raw.var().item():.5f} (= 1/d_model = {1 / 512:.5f})")
+print(f"× √d_model:    variance {scaled.var().item():.2f}")
+
+# %% [markdown]
+# ## Positional encoding
+#
+# Attention is blind to order: permute the keys and values together and every output is the same sum in another
+# order. The model needs to be told where each token is. The paper adds a fixed vector per position (§3.5):
+#
+# $$PE_{(p, 2i)} = \sin\!\left(p / 10000^{2i/d_{model}}\right), \qquad
+# PE_{(p, 2i+1)} = \cos\!\left(p / 10000^{2i/d_{model}}\right).$$
+#
+# Each pair of features is a clock hand turning at its own speed: the first pairs turn fast (wavelength $2\pi$), the
+# last ones very slowly (wavelength $10000 \cdot 2\pi$). The table is computed once, stored as a *buffer* (a tensor
+# that moves with the module to the GPU and is not trained), and sliced to the sentence's length.
+
+
+# %% tags=["export"]
+class PositionalEncoding(nn.Module):
+    """Adds the sinusoidal position table of Vaswani et al. (2017, §3.5), then dropout.
+
+    ``offset`` shifts the positions, for decoding one step at a time: a token at position
+    t gets row t of the table.
+
+    Shape:
+        x (B, L, D) with offset + L <= max_len. Returns (B, L, D).
+    """
+
+    def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
+        super().__init__()
+        if d_model % 2:
+            raise ValueError(f"d_model={d_model} must be even for sine/cosine pairs")
+        position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
+        frequency = 10000.0 ** (
+            -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model
+        )
+        table = torch.zeros(max_len, d_model, dtype=torch.float64)
+        table[:, 0::2] = torch.sin(position * frequency)  # even features: sine
+        table[:, 1::2] = torch.cos(position * frequency)  # odd features: cosine
+        self.register_buffer("table", table.float(), persistent=False)  # (max_len, D)
+        self.max_len = max_len
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        length = x.size(1)
+        if offset + length > self.max_len:
+            raise ValueError(
+                f"positions up to {offset + length} do not fit the positional table "
+                f"(max_len={self.max_len}); build PositionalEncoding with a larger max_len"
+            )
+        return self.dropout(x + self.table[offset : offset + length])  # (B, L, D)
+
+
+# %%
+pe = PositionalEncoding(d_model=128, max_len=200).to(device)
+table = pe.table.cpu()
+fig, ax = plt.subplots()
+for feature in [0, 1, 8, 32, 96]:
+    ax.plot(table[:, feature], label=f"feature {feature}")
+ax.set_xlabel("position p")
+ax.set_ylabel("PE(p, feature)")
+ax.set_title("Each feature is a wave of its own wavelength")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# Low features oscillate quickly, high features slowly: together they give every position a distinct pattern, like
+# the digits of a number. The property the paper points to is that **the relation between two positions depends only
+# on their offset**: for each pair of features, $\sin$ and $\cos$ at $p + k$ are a rotation of those at $p$ by an
+# angle that depends on $k$ alone. So the dot product $PE_p \cdot PE_{p+k} = \sum_i \cos(\omega_i k)$ is the same
+# for every $p$. We check it for four starting positions:
+
+# %%
+offsets = torch.arange(0, 60)
+fig, ax = plt.subplots()
+curves = []
+for p in [0, 20, 50, 100]:
+    curve = table[p + offsets] @ table[p]  # PE(p) · PE(p + k) for every k
+    curves.append(curve)
+    ax.plot(offsets, curve, label=f"p = {p}")
+ax.set_xlabel("offset k")
+ax.set_ylabel("PE(p) · PE(p + k)")
+ax.set_title("The dot product depends only on the offset")
+ax.legend()
+plt.show()
+for curve in curves[1:]:
+    torch.testing.assert_close(curve, curves[0], atol=1e-4, rtol=0)
+
+# %% [markdown]
+# The four curves lie on top of each other (the `assert` holds them to $10^{-4}$). Attention scores are dot products,
+# so a head can learn "look $k$ positions back" once, for every position. Sequences longer than the table are refused
+# rather than silently truncated:
+
+# %%
+try:
+    pe(torch.zeros(1, 201, 128, device=device))
+except ValueError as error:
+    print(f"ValueError: {error}")
+
+# %% [markdown]
+# ## The position-wise feed-forward network
+#
+# The second sublayer is a small two-layer network, $\mathrm{FFN}(x) = \max(0, xW_1 + b_1)W_2 + b_2$ (§3.3), widening
+# to $d_{ff} = 2048$ and back to 512. *Position-wise* means it is applied to each position separately, with the same
+# weights: attention mixes information across positions, the feed-forward network processes each position on its
+# own.
+
+
+# %% tags=["export"]
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network: w_2(dropout(relu(w_1(x)))) (§3.3).
+
+    Shape:
+        x (B, L, D). Returns (B, L, D); the hidden layer is (B, L, F) with F = d_ff.
+    """
+
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = True
+    ):
+        super().__init__()
+        self.w_1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.w_2 = nn.Linear(d_ff, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w_2(self.dropout(torch.relu(self.w_1(x))))  # (B, L, D)
+
+
+# %%
+torch.manual_seed(0)
+ff = FeedForward(d_model=16, d_ff=64).to(device)
+x = seeded_randn(2, 5, 16, seed=1, device=device)
+torch.testing.assert_close(
+    ff(x)[:, 3], ff(x[:, 3:4])[:, 0]
+)  # position 3 alone: same output
+print(
+    "position 3 computed alone gives the same output: the network never looks across positions"
+)
+
+# %% [markdown]
+# ## LayerNorm is not "BatchNorm by layer"
+#
+# Both normalise to mean 0 and variance 1, then apply a learned scale $\gamma$ and shift $\beta$. They differ in
+# *what* they average over, and that is the whole difference:
+#
+# - **LayerNorm** normalises each position's feature vector: for every (sentence, position), the mean and variance
+#   are taken over its $D$ features.
+# - **BatchNorm** normalises each feature across the batch: for every feature, the mean and variance are taken over
+#   all sentences and positions in the batch.
+#
+# We write LayerNorm by hand and compare it with `nn.LayerNorm`, then normalise the same tensor both ways and look at
+# which statistics come out as 0 and 1.
+
+# %%
+x = 3 + 2 * seeded_randn(4, 5, 8, seed=2, device=device)  # (B, L, D), not normalised
+eps = 1e-5
+
+
+def layer_norm_by_hand(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor
+) -> torch.Tensor:
+    mean = x.mean(dim=-1, keepdim=True)  # one mean per position, over its D features
+    var = x.var(dim=-1, keepdim=True, unbiased=False)
+    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
+
+
+layer_norm = nn.LayerNorm(8, eps=eps).to(device)
+with (
+    torch.no_grad()
+):  # give γ and β values other than 1 and 0, so the check is not trivial
+    layer_norm.weight.copy_(seeded_randn(8, seed=3, device=device))
+    layer_norm.bias.copy_(seeded_randn(8, seed=4, device=device))
+torch.testing.assert_close(
+    layer_norm_by_hand(x, layer_norm.weight, layer_norm.bias), layer_norm(x)
+)
+
+batch_norm = nn.BatchNorm1d(8, eps=eps, affine=False).to(
+    device
+)  # training mode: batch statistics
+ln = layer_norm_by_hand(x, torch.ones(8, device=device), torch.zeros(8, device=device))
+bn = batch_norm(x.transpose(1, 2)).transpose(1, 2)  # BatchNorm1d wants (B, D, L)
+bn_by_hand = (x - x.mean(dim=(0, 1))) / torch.sqrt(
+    x.var(dim=(0, 1), unbiased=False) + eps
+)
+torch.testing.assert_close(bn, bn_by_hand)
+
+
+def spread(t: torch.Tensor, dims: tuple[int, ...]) -> str:
+    mean, std = t.mean(dim=dims), t.std(dim=dims, unbiased=False)
+    lowest, highest = std.min().item(), std.max().item()
+    return (
+        f"means within ±{mean.abs().max().item():.3f}, stds {lowest:.2f}…{highest:.2f}"
+    )
+
+
+print("LayerNorm, per position (over D):      ", spread(ln, (2,)))
+print("LayerNorm, per feature (over B and L): ", spread(ln, (0, 1)))
+print("BatchNorm, per position (over D):      ", spread(bn, (2,)))
+print("BatchNorm, per feature (over B and L): ", spread(bn, (0, 1)))
+
+# %% [markdown]
+# After LayerNorm, every position has mean 0 and standard deviation 1 across its features, but a single feature
+# still varies across the batch. After BatchNorm it is the other way round. For a Transformer, LayerNorm is the
+# natural choice: a position's normalisation does not depend on which other sentences share the batch, or on how
+# much padding they carry, and it works the same at training time and when decoding one token at a time.
+#
+# ## Residual connections and where the LayerNorm goes
+#
+# Each sublayer is wrapped in a residual connection: its output is *added* to its input. The paper writes the wrapper
+# as $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$ (§3.1): normalise *after* the sum. This is **post-norm**, and it is
+# this book's default. Many later models normalise *before* the sublayer instead, $x + \mathrm{Sublayer}(\mathrm{LayerNorm}(x))$:
+# **pre-norm**, here `norm_first=True`. In pre-norm the sum itself is never normalised, so the stack must end with one
+# final LayerNorm; in post-norm the last layer's output is already normalised and there is none.
+#
+# (Some well-known code describes the paper's post-norm in its prose but implements pre-norm. The two train
+# differently: pre-norm is usually more stable for deep stacks and large learning rates, post-norm matches the paper.)
+#
+# The difference shows in the residual stream: the sum that flows from layer to layer. In post-norm it is re-normalised
+# at every layer; in pre-norm it keeps growing, which is why the final LayerNorm is needed.
+
+
+# %% tags=["export"]
+class EncoderLayer(nn.Module):
+    """One encoder layer: self-attention, then feed-forward, each with a residual
+    connection, dropout and LayerNorm.
+
+    Post-norm (the paper, the default): x = norm(x + sublayer(x)).
+    Pre-norm (``norm_first=True``):      x = x + sublayer(norm(x)).
+
+    Shape:
+        x (B, S, D); mask bool, True = may attend, broadcastable to (B, H, S, S), e.g.
+        ``padding_mask`` (B, 1, 1, S). Returns (B, S, D).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        eps: float = 1e-5,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(
+            d_model, n_heads, dropout=dropout, bias=bias
+        )
+        self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias)
+        self.norm1 = nn.LayerNorm(d_model, eps=eps, bias=bias)
+        self.norm2 = nn.LayerNorm(d_model, eps=eps, bias=bias)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), mask)
+            x = x + self._ff_block(self.norm2(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, mask))
+            x = self.norm2(x + self._ff_block(x))
+        return x
+
+    def _sa_block(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        return self.dropout1(self.self_attn(x, x, x, mask=mask))
+
+    def _ff_block(self, x: Tensor) -> Tensor:
+        return self.dropout2(self.ff(x))
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerEncoderLayer) -> "EncoderLayer":
+        """An EncoderLayer with the weights of ``layer``, giving the same outputs (batch
+        first, masks True = may attend)."""
+        if not isinstance(layer, nn.TransformerEncoderLayer):
+            raise TypeError(
+                f"expected nn.TransformerEncoderLayer, got {type(layer).__name__}"
+            )
+        _check_relu(layer)
+        new = cls(
+            layer.self_attn.embed_dim,
+            layer.self_attn.num_heads,
+            layer.linear1.out_features,
+            dropout=layer.dropout.p,
+            norm_first=layer.norm_first,
+            eps=layer.norm1.eps,
+            bias=layer.linear1.bias is not None,
+        )
+        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
+        _copy_torch_sublayers(new, layer)
+        return new.to(layer.linear1.weight.device).train(layer.training)
+
+
+def _check_relu(layer: nn.Module) -> None:
+    """Refuse a PyTorch layer whose feed-forward activation is not ReLU (the paper's)."""
+    activation = layer.activation
+    if activation is not torch.nn.functional.relu and not isinstance(
+        activation, nn.ReLU
+    ):
+        raise ValueError(f"only the ReLU activation is supported, got {activation}")
+
+
+def _copy_torch_sublayers(new: nn.Module, layer: nn.Module) -> None:
+    """Copy feed-forward weights and norms from a PyTorch transformer layer: linear1/2 to
+    ff.w_1/w_2, and normN to normN for every norm the two layers share."""
+    with torch.no_grad():
+        new.ff.w_1.load_state_dict(layer.linear1.state_dict())
+        new.ff.w_2.load_state_dict(layer.linear2.state_dict())
+        for name, norm in new.named_children():
+            if name.startswith("norm"):
+                norm.load_state_dict(getattr(layer, name).state_dict())
+
+
+class Encoder(nn.Module):
+    """A stack of ``n_layers`` EncoderLayers, each built fresh; in pre-norm
+    (``norm_first=True``) the stack ends with a LayerNorm, in post-norm it does not.
+
+    Shape:
+        x (B, S, D) embedded source; mask as in ``EncoderLayer``. Returns (B, S, D).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        n_layers: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        eps: float = 1e-5,
+        bias: bool = True,
+    ):
+        super().__init__()
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        self.layers = nn.ModuleList(
+            EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first, eps, bias)
+            for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(d_model, eps=eps, bias=bias) if norm_first else None
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, mask)
+        return x if self.norm is None else self.norm(x)
+
+    @classmethod
+    def from_torch(cls, encoder: nn.TransformerEncoder) -> "Encoder":
+        """An Encoder with the weights of ``encoder``: its layers and its final norm."""
+        if not isinstance(encoder, nn.TransformerEncoder):
+            raise TypeError(
+                f"expected nn.TransformerEncoder, got {type(encoder).__name__}"
+            )
+        layers = [EncoderLayer.from_torch(layer) for layer in encoder.layers]
+        first = layers[0]
+        if (encoder.norm is not None) != first.norm_first:
+            raise ValueError(
+                "this Encoder ends with a LayerNorm exactly when norm_first=True; got "
+                f"norm_first={first.norm_first} with norm={encoder.norm}"
+            )
+        attn, ff = first.self_attn, first.ff
+        new = cls(
+            attn.d_model,
+            attn.n_heads,
+            ff.w_1.out_features,
+            n_layers=len(layers),
+            dropout=ff.dropout.p,
+            norm_first=first.norm_first,
+            eps=first.norm1.eps,
+            bias=ff.w_1.bias is not None,
+        )
+        new.layers = nn.ModuleList(layers)
+        if new.norm is not None:
+            new.norm.load_state_dict(encoder.norm.state_dict())
+        return new.to(ff.w_1.weight.device).train(encoder.training)
+
+
+# %% [markdown]
+# Here is the residual stream through six layers of each kind, at initialisation, for one random batch: its standard
+# deviation after each layer.
+
+# %%
+x = seeded_randn(4, 16, 64, seed=5, device=device)
+for norm_first in [False, True]:
+    torch.manual_seed(0)
+    encoder = Encoder(64, 4, 256, n_layers=6, norm_first=norm_first).to(device).eval()
+    stream, stds = x, []
+    with torch.no_grad():
+        for layer in encoder.layers:
+            stream = layer(stream)
+            stds.append(round(stream.std().item(), 2))
+        final = encoder(x).std().item()
+    name = "pre-norm " if norm_first else "post-norm"
+    print(f"{name}: std after each layer {stds}, after the stack {final:.2f}")
+
+# %% [markdown]
+# Post-norm holds the stream at standard deviation 1 after every layer. Pre-norm lets it grow layer by layer (each
+# sublayer adds its output to the sum), and only the final LayerNorm brings the stack's output back to 1.
+#
+# ## Deep copies, and why the reference code used them
+#
+# The original code builds the six layers by copying one: `clones(layer, N)` returns
+# `nn.ModuleList([copy.deepcopy(layer) for _ in range(N)])`. Three ways of "repeating" a module behave very differently:
+#
+# - `[layer] * N` repeats the *same object*: one set of weights used N times (weights shared);
+# - `copy.copy(layer)` is a *shallow* copy: a new module object, but its parameter dictionary is the old one, so the
+#   weights are still shared;
+# - `copy.deepcopy(layer)` copies everything it reaches, recursively: new parameter tensors with the same values.
+
+# %%
+torch.manual_seed(0)
+layer = EncoderLayer(16, 2, 32)
+repeated = [layer] * 2
+shallow = copy.copy(layer)
+deep = copy.deepcopy(layer)
+first = layer.ff.w_1.weight
+
+
+def shares_weights(other: EncoderLayer) -> bool:
+    return other.ff.w_1.weight.data_ptr() == first.data_ptr()  # the same memory?
+
+
+print(
+    "[layer] * 2:   same object:",
+    repeated[1] is layer,
+    "  shares weights:",
+    shares_weights(repeated[1]),
+)
+print(
+    "copy.copy:     same object:",
+    shallow is layer,
+    " shares weights:",
+    shares_weights(shallow),
+)
+print(
+    "copy.deepcopy: same object:",
+    deep is layer,
+    " shares weights:",
+    shares_weights(deep),
+    "  equal values:",
+    torch.equal(deep.ff.w_1.weight, first),
+)
+
+# %% [markdown]
+# Deep copies are independent, but they **start identical**: six deep copies of one layer are six equal layers. The
+# reference code then re-initialises every weight matrix of the whole model, which is what makes the layers differ.
+# (Even without that, training would pull them apart, since each layer sees different inputs and so gets different
+# gradients; but there is no reason to start from copies.) This package builds each layer fresh instead, so each
+# gets its own random initialisation:
+
+# %%
+clones = nn.ModuleList(copy.deepcopy(layer) for _ in range(3))
+fresh = Encoder(16, 2, 32, n_layers=3).layers
+same = [torch.equal(c.ff.w_1.weight, clones[0].ff.w_1.weight) for c in clones]
+differ = [torch.equal(f.ff.w_1.weight, fresh[0].ff.w_1.weight) for f in fresh]
+print("deepcopy clones equal to the first:", same)
+print("fresh layers equal to the first:   ", differ)
+assert all(same) and differ == [True, False, False]
+
+# %% [markdown]
+# ## The encoder layer in use
+#
+# A padded batch through one layer, with its padding mask. As in chapter 3, padding must not change the outputs at
+# real positions:
+
+# %%
+torch.manual_seed(0)
+layer = EncoderLayer(d_model=32, n_heads=4, d_ff=64).to(device).eval()
+tokens = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]], device=device)
+x = seeded_randn(2, 4, 32, seed=6, device=device)
+out = layer(x, padding_mask(tokens, 0))
+alone = layer(x[1:, :2])  # sentence 1 without its padding
+torch.testing.assert_close(out[1, :2], alone[0])
+print(
+    "output shape", tuple(out.shape), "| padding changes nothing at the real positions"
+)
+
+# %% [markdown]
+# ## Proof: equal to `nn.TransformerEncoderLayer` and `nn.TransformerEncoder`
+#
+# `EncoderLayer.from_torch` copies a PyTorch layer's weights: its `self_attn` through chapter 4's
+# `MultiHeadAttention.from_torch`, `linear1`/`linear2` into the feed-forward network, and the two norms. We compare in
+# evaluation mode (dropout off), for both norm orders, with a padding mask, and then whole stacks of three layers.
+# PyTorch's masks are inverted (True = padding), and we turn off its nested-tensor shortcut, which would return zeros
+# at padded positions instead of computing them.
+
+# %%
+src = seeded_randn(3, 7, 32, seed=7, device=device)
+tokens = torch.tensor(
+    [[4, 5, 6, 7, 8, 9, 3], [4, 5, 6, 0, 0, 0, 0], [4, 5, 0, 0, 0, 0, 0]]
+)
+pad = padding_mask(tokens.to(device), 0)  # ours: (B, 1, 1, S), True = token
+key_padding = ~pad[:, 0, 0]  # PyTorch's: (B, S), True = padding
+
+for norm_first in [False, True]:
+    torch.manual_seed(1)
+    theirs = nn.TransformerEncoderLayer(
+        32, 4, 64, dropout=0.1, batch_first=True, norm_first=norm_first
+    )
+    theirs = theirs.to(device).eval()
+    ours = EncoderLayer.from_torch(theirs).eval()
+    torch.testing.assert_close(
+        ours(src, pad),
+        theirs(src, src_key_padding_mask=key_padding),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+    final_norm = nn.LayerNorm(32) if norm_first else None
+    stack = nn.TransformerEncoder(
+        theirs, num_layers=3, norm=final_norm, enable_nested_tensor=False
+    )
+    stack = stack.to(device).eval()
+    with torch.no_grad():  # make the three copied layers differ, as training would
+        for p in stack.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    ours_stack = Encoder.from_torch(stack).eval()
+    expected = stack(src, src_key_padding_mask=key_padding)
+    torch.testing.assert_close(ours_stack(src, pad), expected, atol=1e-5, rtol=1e-5)
+    name = "pre-norm " if norm_first else "post-norm"
+    print(f"{name}: layer and 3-layer stack equal to PyTorch's (≤ 1e-5)")
+
+# %% [markdown]
+# Both norm orders agree with PyTorch within $10^{-5}$, layer by layer and for the stack, final norm included in
+# pre-norm. (Note in passing that `nn.TransformerEncoder` itself builds its layers by deep copy of the layer you give
+# it: we perturbed the copies so that the test could not pass by accident with identical layers.)
+#
+# ## What we built
+#
+# | name | the idea in one line |
+# |---|---|
+# | `TokenEmbedding(vocab_size, d_model)` | a vector per token id, × √d_model so its entries have variance 1; bad ids refused |
+# | `PositionalEncoding(d_model, max_len, dropout)` | the sine/cosine table as a buffer, added to the embeddings; `offset` for step-by-step decoding |
+# | `FeedForward(d_model, d_ff, dropout)` | the position-wise network w_2(relu(w_1 x)) |
+# | `EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first)` | self-attention and feed-forward, each residual + LayerNorm, post-norm by default |
+# | `Encoder(..., n_layers)` | a stack of fresh layers, with a final LayerNorm in pre-norm only |
+# | `EncoderLayer.from_torch`, `Encoder.from_torch` | the same weights as PyTorch's modules, proven equal |
+#
+# Next, chapter 6 adds the decoder, puts the whole model together, and generates text one token at a time.
