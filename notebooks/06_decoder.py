@@ -1,0 +1,887 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 6. The decoder and the whole model
+#
+# The decoder (解码器) writes the output sentence one token at a time, each new token conditioned on the source
+# sentence (through the encoder) and on the tokens it has written so far. This chapter builds it, puts the whole
+# encoder–decoder together, and then answers the reader's question about it:
+#
+# > *The decoder is auto-regressive, consuming its own previous outputs: isn't that just an RNN again?*
+#
+# Partly yes, and the difference is the point: **training** runs the whole target in one parallel pass (the causal
+# mask of chapter 3 makes that legal), and only **generation** goes step by step. Even then there is no recurrent
+# state squeezed into one vector: each step attends directly to everything before it. We make generation fast with
+# a key/value cache, check that it changes no number, and build greedy and beam-search decoding on top.
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from transformer_lite import causal_mask, get_device, padding_mask, seeded_randn
+
+device = get_device()
+plt.rcParams["figure.figsize"] = (5, 3.5)
+
+# %% [markdown]
+# ## The decoder layer: three sublayers
+#
+# A decoder layer has the encoder layer's two sublayers and one more in between (§3.1):
+#
+# 1. **masked self-attention** over the target positions, with the causal mask: position $t$ sees positions
+#    $0 \ldots t$ of what has been written (this is the "Masked Multi-Head Attention" box of Figure 1);
+# 2. **cross-attention**: queries from the decoder, keys and values from the encoder's output (the *memory*), with
+#    the source padding mask. This is where the translation reads the source sentence;
+# 3. the position-wise **feed-forward** network.
+#
+# Each is wrapped like in the encoder: post-norm $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$ by default,
+# pre-norm with `norm_first=True`, and the sublayers are named methods, `_sa_block`, `_ca_block`, `_ff_block`.
+#
+# For generation the layer can also take a **cache**: a dict where it keeps the keys and values it projected at
+# earlier steps. Then `x` holds only the newest position(s): their queries attend over the cached keys plus their own.
+# The encoder memory's keys and values are projected once per sentence and cached too. This uses chapter 4's
+# `split_heads` and `attend`, so the attention itself is the same code as always.
+
+# %% tags=["export"]
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from transformer_lite.encoder import (
+    Encoder,
+    FeedForward,
+    PositionalEncoding,
+    TokenEmbedding,
+    _check_relu,
+    _copy_torch_sublayers,
+)
+from transformer_lite.masks import causal_mask, padding_mask
+from transformer_lite.multi_head import MultiHeadAttention
+
+# Shapes: B batch, S source length, T target length, D d_model, V target vocabulary,
+# H heads, P positions already in the cache.
+
+
+class KVCache:
+    """What step-by-step decoding keeps between steps, one dict per decoder layer:
+    the self-attention keys and values of every position decoded so far ("k", "v",
+    each (B, H, P, Dk)), and the cross-attention keys and values of the encoder
+    memory ("memory_k", "memory_v", each (B, H, S, Dk)), computed once.
+    """
+
+    def __init__(self, n_layers: int):
+        self.layers: list[dict[str, Tensor]] = [{} for _ in range(n_layers)]
+
+    @property
+    def length(self) -> int:
+        """How many target positions the cache holds (P)."""
+        first = self.layers[0]
+        return first["k"].size(2) if "k" in first else 0
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` (with repeats): beam search follows its best beams."""
+        for layer in self.layers:
+            for name, tensor in layer.items():
+                layer[name] = tensor.index_select(0, index)
+
+
+class DecoderLayer(nn.Module):
+    """One decoder layer: masked self-attention, cross-attention over the encoder memory,
+    feed-forward; each with a residual connection, dropout and LayerNorm (post-norm by
+    default, pre-norm with ``norm_first=True``).
+
+    With a ``cache``, ``x`` holds only the new positions; the layer attends over the
+    cached ones too and handles causality itself (``tgt_mask`` must then be None).
+
+    Shape:
+        x (B, T, D), memory (B, S, D); tgt_mask broadcastable to (B, H, T, T), e.g.
+        ``causal_mask(T) & padding_mask(tgt, pad)``; memory_mask to (B, H, T, S), e.g.
+        ``padding_mask(src, pad)``. Returns (B, T, D).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        eps: float = 1e-5,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(
+            d_model, n_heads, dropout=dropout, bias=bias
+        )
+        self.cross_attn = MultiHeadAttention(
+            d_model, n_heads, dropout=dropout, bias=bias
+        )
+        self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias)
+        self.norm1 = nn.LayerNorm(d_model, eps=eps, bias=bias)
+        self.norm2 = nn.LayerNorm(d_model, eps=eps, bias=bias)
+        self.norm3 = nn.LayerNorm(d_model, eps=eps, bias=bias)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        tgt_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        cache: dict[str, Tensor] | None = None,
+    ) -> Tensor:
+        if self.norm_first:
+            x = x + self._sa_block(self.norm1(x), tgt_mask, cache)
+            x = x + self._ca_block(self.norm2(x), memory, memory_mask, cache)
+            x = x + self._ff_block(self.norm3(x))
+        else:
+            x = self.norm1(x + self._sa_block(x, tgt_mask, cache))
+            x = self.norm2(x + self._ca_block(x, memory, memory_mask, cache))
+            x = self.norm3(x + self._ff_block(x))
+        return x
+
+    def _sa_block(self, x: Tensor, mask: Tensor | None, cache: dict | None) -> Tensor:
+        if cache is None:
+            return self.dropout1(self.self_attn(x, x, x, mask=mask))
+        attn = self.self_attn
+        q, k, v = (attn.split_heads(w(x)) for w in (attn.w_q, attn.w_k, attn.w_v))
+        if "k" in cache:  # the positions decoded before: (B, H, P, Dk)
+            k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+        cache["k"], cache["v"] = k, v
+        new, total = q.size(2), k.size(2)
+        # each new position sees all cached positions, and new ones up to itself
+        mask = causal_mask(total, x.device)[total - new :] if new > 1 else None
+        return self.dropout1(attn.attend(q, k, v, mask=mask))
+
+    def _ca_block(
+        self, x: Tensor, memory: Tensor, mask: Tensor | None, cache: dict | None
+    ) -> Tensor:
+        attn = self.cross_attn
+        if cache is None:
+            return self.dropout2(attn(x, memory, memory, mask=mask))
+        if "memory_k" not in cache:  # the encoder memory is projected once per sentence
+            cache["memory_k"] = attn.split_heads(attn.w_k(memory))
+            cache["memory_v"] = attn.split_heads(attn.w_v(memory))
+        q = attn.split_heads(attn.w_q(x))
+        return self.dropout2(
+            attn.attend(q, cache["memory_k"], cache["memory_v"], mask=mask)
+        )
+
+    def _ff_block(self, x: Tensor) -> Tensor:
+        return self.dropout3(self.ff(x))
+
+    @classmethod
+    def from_torch(cls, layer: nn.TransformerDecoderLayer) -> "DecoderLayer":
+        """A DecoderLayer with the weights of ``layer``, giving the same outputs (batch
+        first, masks True = may attend)."""
+        if not isinstance(layer, nn.TransformerDecoderLayer):
+            raise TypeError(
+                f"expected nn.TransformerDecoderLayer, got {type(layer).__name__}"
+            )
+        _check_relu(layer)
+        new = cls(
+            layer.self_attn.embed_dim,
+            layer.self_attn.num_heads,
+            layer.linear1.out_features,
+            dropout=layer.dropout.p,
+            norm_first=layer.norm_first,
+            eps=layer.norm1.eps,
+            bias=layer.linear1.bias is not None,
+        )
+        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
+        new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
+        _copy_torch_sublayers(new, layer)
+        return new.to(layer.linear1.weight.device).train(layer.training)
+
+
+class Decoder(nn.Module):
+    """A stack of ``n_layers`` DecoderLayers, each built fresh, with a final LayerNorm in
+    pre-norm only.
+
+    Shape:
+        x (B, T, D) embedded target, memory (B, S, D); masks as in ``DecoderLayer``.
+        Returns (B, T, D).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        n_layers: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        eps: float = 1e-5,
+        bias: bool = True,
+    ):
+        super().__init__()
+        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        self.layers = nn.ModuleList(
+            DecoderLayer(d_model, n_heads, d_ff, dropout, norm_first, eps, bias)
+            for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(d_model, eps=eps, bias=bias) if norm_first else None
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        tgt_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        if cache is not None and tgt_mask is not None:
+            raise ValueError(
+                "with a cache the decoder builds its own causal mask: pass tgt_mask=None"
+            )
+        for i, layer in enumerate(self.layers):
+            layer_cache = None if cache is None else cache.layers[i]
+            x = layer(x, memory, tgt_mask, memory_mask, layer_cache)
+        return x if self.norm is None else self.norm(x)
+
+
+# %% [markdown]
+# ## Proof: equal to `nn.TransformerDecoderLayer`
+#
+# `DecoderLayer.from_torch` copies PyTorch's layer: `self_attn` to `self_attn`, `multihead_attn` to `cross_attn`, the
+# feed-forward weights and the three norms. In evaluation mode, for both norm orders, with a causal and padding
+# target mask and a source padding mask (inverted into PyTorch's True = blocked convention):
+
+# %%
+src_tokens = torch.tensor([[4, 5, 6, 7, 8, 3], [4, 5, 6, 0, 0, 0]], device=device)
+tgt_tokens = torch.tensor([[1, 9, 8, 7, 2], [1, 9, 2, 0, 0]], device=device)
+memory = seeded_randn(
+    2, 6, 32, seed=1, device=device
+)  # (B, S, D): stands in for an encoder output
+x = seeded_randn(2, 5, 32, seed=2, device=device)  # (B, T, D): embedded target
+src_mask = padding_mask(src_tokens, 0)  # (B, 1, 1, S)
+tgt_mask = causal_mask(5, device) & padding_mask(tgt_tokens, 0)  # (B, 1, T, T)
+
+for norm_first in [False, True]:
+    torch.manual_seed(0)
+    theirs = nn.TransformerDecoderLayer(
+        32, 4, 64, batch_first=True, norm_first=norm_first
+    )
+    theirs = theirs.to(device).eval()
+    ours = DecoderLayer.from_torch(theirs).eval()
+    expected = theirs(
+        x,
+        memory,
+        tgt_mask=~causal_mask(5, device),
+        tgt_key_padding_mask=~padding_mask(tgt_tokens, 0)[:, 0, 0],
+        memory_key_padding_mask=~src_mask[:, 0, 0],
+    )
+    out = ours(x, memory, tgt_mask=tgt_mask, memory_mask=src_mask)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    print(f"norm_first={norm_first!s:5}: equal to nn.TransformerDecoderLayer (≤ 1e-5)")
+
+# %% [markdown]
+# ## The whole model
+#
+# The full model is embeddings and positions on both sides, the encoder, the decoder, and a final linear layer, the
+# *generator*, from $d_{model}$ to one score (logit) per target-vocabulary token. Its sizes live in a dataclass with
+# the paper's base model as defaults. A common belief is that "the only tunable parameters are $N$ and
+# $d_{model}$"; the paper's Table 3 varies much more: the number of heads $h$, the widths $d_k$ and $d_v$, $d_{ff}$,
+# dropout, label smoothing and the warm-up of the learning rate. The config holds the model's share of those, and
+# checks them.
+#
+# Initialisation happens in one place, on the whole model: Xavier-uniform for every linear layer (as
+# `nn.Transformer` does) and standard deviation $d_{model}^{-1/2}$ for the embeddings (chapter 5).
+
+# %% tags=["export"]
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@dataclass
+class TransformerConfig:
+    """Sizes and switches of the encoder-decoder, with the paper's base model as defaults
+    (Vaswani et al., 2017, Table 3). ``n_layers`` is the depth of each stack.
+
+    ``tie_embeddings`` makes the output projection use the target embedding's matrix;
+    ``share_embeddings`` makes source and target share one embedding (their vocabularies
+    must then be the same size). The paper does both (§3.4).
+    """
+
+    d_model: int = 512
+    n_heads: int = 8
+    d_ff: int = 2048
+    n_layers: int = 6
+    dropout: float = 0.1
+    norm_first: bool = False
+    tie_embeddings: bool = False
+    share_embeddings: bool = False
+    max_len: int = 5000
+    pad_id: int = 0
+    eps: float = 1e-5
+
+    def __post_init__(self):
+        for name in ("d_model", "n_heads", "d_ff", "n_layers", "max_len"):
+            _positive_int(name, getattr(self, name))
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
+            )
+        if self.d_model % 2:
+            raise ValueError(
+                f"d_model={self.d_model} must be even for the positional encoding"
+            )
+        if isinstance(self.dropout, bool) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(
+                f"dropout must be a probability in [0, 1), got {self.dropout!r}"
+            )
+        for name in ("norm_first", "tie_embeddings", "share_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{name} must be True or False, got {getattr(self, name)!r}"
+                )
+        if (
+            isinstance(self.pad_id, bool)
+            or not isinstance(self.pad_id, int)
+            or self.pad_id < 0
+        ):
+            raise ValueError(
+                f"pad_id must be a token id (an int >= 0), got {self.pad_id!r}"
+            )
+        if not self.eps > 0:
+            raise ValueError(f"eps must be positive, got {self.eps!r}")
+
+
+class Transformer(nn.Module):
+    """The encoder-decoder Transformer: embeddings and positions, encoder, decoder and the
+    output projection to target-vocabulary logits.
+
+    ``forward(src, tgt)`` builds the masks itself from ``config.pad_id`` (padding for the
+    source; causal and padding for the target) unless they are given (bool, True = may
+    attend).
+
+    Shape:
+        src (B, S) and tgt (B, T) token ids. Returns logits (B, T, V).
+    """
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, config: TransformerConfig):
+        super().__init__()
+        _positive_int("src_vocab", src_vocab)
+        _positive_int("tgt_vocab", tgt_vocab)
+        if config.share_embeddings and src_vocab != tgt_vocab:
+            raise ValueError(
+                f"share_embeddings needs one vocabulary, got src_vocab={src_vocab} "
+                f"and tgt_vocab={tgt_vocab}"
+            )
+        for name, vocab in [("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)]:
+            if config.pad_id >= vocab:
+                raise ValueError(
+                    f"pad_id={config.pad_id} is not a token of {name}={vocab}"
+                )
+        self.config, self.src_vocab, self.tgt_vocab = config, src_vocab, tgt_vocab
+        c = config
+        layers = (
+            c.d_model,
+            c.n_heads,
+            c.d_ff,
+            c.n_layers,
+            c.dropout,
+            c.norm_first,
+            c.eps,
+        )
+        self.src_embed = TokenEmbedding(src_vocab, c.d_model)
+        self.tgt_embed = (
+            self.src_embed
+            if c.share_embeddings
+            else TokenEmbedding(tgt_vocab, c.d_model)
+        )
+        self.pos = PositionalEncoding(c.d_model, c.max_len, c.dropout)
+        self.encoder = Encoder(*layers)
+        self.decoder = Decoder(*layers)
+        self.generator = nn.Linear(c.d_model, tgt_vocab)
+        self._init_weights()
+        if c.tie_embeddings:
+            self.generator.weight = self.tgt_embed.table.weight  # one tensor, two uses
+
+    def _init_weights(self) -> None:
+        """All initialisation in one place: Xavier-uniform matrices and zero biases for
+        every linear layer (as nn.Transformer), std d_model^-0.5 for embeddings."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=self.config.d_model**-0.5)
+
+    def _check_tokens(self, name: str, tokens: Tensor) -> None:
+        if (
+            not isinstance(tokens, Tensor)
+            or tokens.is_floating_point()
+            or tokens.dtype == torch.bool
+        ):
+            got = tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__
+            raise TypeError(f"{name} must be a tensor of integer token ids, got {got}")
+        if tokens.dim() != 2 or 0 in tokens.shape:
+            raise ValueError(
+                f"{name} must have shape (batch, length), got {tuple(tokens.shape)}"
+            )
+
+    def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
+        """The encoder memory, (B, S, D). ``src_mask`` defaults to the padding mask."""
+        self._check_tokens("src", src)
+        if src_mask is None:
+            src_mask = padding_mask(src, self.config.pad_id)
+        return self.encoder(self.pos(self.src_embed(src)), src_mask)
+
+    def decode(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        src_mask: Tensor | None = None,
+        tgt_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> Tensor:
+        """Logits (B, T, V) for the target positions given the encoder memory.
+
+        Without a cache, ``tgt_mask`` defaults to causal & padding. With a cache, ``tgt``
+        holds only new tokens, placed after the cache's ``length`` positions.
+        """
+        self._check_tokens("tgt", tgt)
+        if tgt.size(0) != memory.size(0):
+            raise ValueError(
+                f"source and target batch sizes differ: {memory.size(0)} and {tgt.size(0)}"
+            )
+        if cache is None and tgt_mask is None:
+            tgt_mask = causal_mask(tgt.size(1), tgt.device) & padding_mask(
+                tgt, self.config.pad_id
+            )
+        offset = 0 if cache is None else cache.length
+        x = self.pos(self.tgt_embed(tgt), offset=offset)  # (B, T, D)
+        x = self.decoder(x, memory, tgt_mask, src_mask, cache)
+        return self.generator(x)  # (B, T, V)
+
+    def forward(
+        self,
+        src: Tensor,
+        tgt: Tensor,
+        src_mask: Tensor | None = None,
+        tgt_mask: Tensor | None = None,
+    ) -> Tensor:
+        self._check_tokens("src", src)
+        self._check_tokens("tgt", tgt)
+        if src.size(0) != tgt.size(0):
+            raise ValueError(
+                f"source and target batch sizes differ: {src.size(0)} and {tgt.size(0)}"
+            )
+        if src_mask is None:
+            src_mask = padding_mask(src, self.config.pad_id)
+        memory = self.encode(src, src_mask)
+        return self.decode(tgt, memory, src_mask, tgt_mask)
+
+    def new_cache(self) -> KVCache:
+        """An empty cache for step-by-step decoding with ``decode``."""
+        return KVCache(len(self.decoder.layers))
+
+
+def make_model(src_vocab: int, tgt_vocab: int, **overrides) -> Transformer:
+    """A Transformer with the paper's base settings, changed by ``overrides`` (any field of
+    ``TransformerConfig``), e.g. ``make_model(1000, 1000, d_model=128, n_layers=2)``."""
+    fields = {f.name for f in dataclasses.fields(TransformerConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {unknown}; TransformerConfig has {sorted(fields)}"
+        )
+    return Transformer(src_vocab, tgt_vocab, TransformerConfig(**overrides))
+
+
+# %% [markdown]
+# `make_model` with no overrides is the paper's base model. With a shared source–target vocabulary of about 37,000
+# tokens (§5.1, English–German) and the paper's weight sharing (§3.4), count its parameters:
+
+# %%
+for tie in [True, False]:
+    base = make_model(37000, 37000, tie_embeddings=tie, share_embeddings=tie)
+    total = sum(p.numel() for p in base.parameters())  # shared tensors are counted once
+    embeddings = sum(
+        p.numel() for name, p in base.named_parameters() if "embed" in name
+    )
+    label = "tied and shared" if tie else "separate       "
+    print(
+        f"{label}: {total / 1e6:.1f} M parameters, of which embeddings {embeddings / 1e6:.1f} M"
+    )
+    del base
+
+# %% [markdown]
+# With sharing, 63.1 M parameters, against the 65 M the paper reports for the base model (Table 3). The paper does not
+# give its exact vocabulary size ("about 37000 tokens"); the embedding matrix is the only part that depends on it,
+# and 2 M parameters are about 3,900 more vocabulary rows of width 512. Without sharing, the same model has three
+# vocabulary matrices instead of one, 101 M parameters: tying saves almost 40%.
+#
+# Tying must really tie: the output projection and the target embedding must be the *same tensor*, so that a gradient
+# step on one moves the other.
+
+# %%
+torch.manual_seed(0)
+tied = make_model(
+    50, 50, d_model=32, n_heads=4, d_ff=64, n_layers=1, tie_embeddings=True
+).to(device)
+assert tied.generator.weight is tied.tgt_embed.table.weight
+before = tied.tgt_embed.table.weight.detach().clone()
+optimizer = torch.optim.SGD(tied.parameters(), lr=0.1)
+src = torch.randint(1, 50, (2, 6), generator=torch.Generator().manual_seed(1)).to(
+    device
+)
+tgt = torch.randint(1, 50, (2, 5), generator=torch.Generator().manual_seed(2)).to(
+    device
+)
+tied(src, tgt).logsumexp(
+    -1
+).mean().backward()  # a loss that reaches only the generator...
+optimizer.step()
+moved = (tied.tgt_embed.table.weight - before).abs().max().item()
+print(
+    f"embedding moved by {moved:.4f} after a step; still one tensor: "
+    f"{tied.generator.weight is tied.tgt_embed.table.weight}"
+)
+assert moved > 0
+
+# %% [markdown]
+# ## Training is parallel: teacher forcing and the causal mask
+#
+# In training we know the whole target sentence. The decoder gets it shifted right by one (a start token `<s>`
+# first), and at every position predicts the next token: *teacher forcing*. All positions are computed in one pass,
+# like the encoder. What keeps position $t$ from reading the answer is the causal mask, and the property to prove on
+# the whole model is: **changing target tokens after position $t$ leaves the logits at positions $\le t$ unchanged.**
+
+# %%
+torch.manual_seed(0)
+model = (
+    make_model(40, 40, d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0)
+    .to(device)
+    .eval()
+)
+src = torch.randint(3, 40, (3, 9), generator=torch.Generator().manual_seed(3)).to(
+    device
+)
+tgt = torch.randint(3, 40, (3, 8), generator=torch.Generator().manual_seed(4)).to(
+    device
+)
+t = 4
+changed = tgt.clone()
+changed[:, t + 1 :] = torch.randint(
+    3, 40, (3, 8 - t - 1), generator=torch.Generator().manual_seed(5)
+).to(device)
+
+with torch.no_grad():
+    logits, logits_changed = model(src, tgt), model(src, changed)
+torch.testing.assert_close(
+    logits[:, : t + 1], logits_changed[:, : t + 1], atol=1e-6, rtol=0
+)
+assert not torch.allclose(logits[:, t + 1 :], logits_changed[:, t + 1 :])
+print(
+    f"logits at positions 0..{t} unchanged; positions {t + 1}.. changed, as they should"
+)
+
+# %% [markdown]
+# ## Generation is step by step: is it an RNN again?
+#
+# At generation time there is no target to feed. The model starts from `<s>`, predicts a token, appends it, and runs
+# again on the longer prefix. Written naively, step $t$ recomputes all $t$ positions in every layer, although the
+# earlier ones cannot change (that is exactly the causality we just proved). So we keep them: the **key/value cache**
+# stores each layer's projected keys and values, and each step feeds only the newest token. The proof that the cache
+# changes nothing: at **every** step, the cached logits equal a full recomputation.
+
+# %%
+with torch.no_grad():
+    memory = model.encode(src)
+    full = model.decode(
+        tgt, memory, padding_mask(src, 0)
+    )  # all positions at once: (B, T, V)
+    cache = model.new_cache()
+    for step in range(tgt.size(1)):
+        one = model.decode(
+            tgt[:, step : step + 1], memory, padding_mask(src, 0), cache=cache
+        )
+        torch.testing.assert_close(one[:, 0], full[:, step], atol=1e-5, rtol=1e-5)
+print(f"cached logits equal full recomputation at all {tgt.size(1)} steps (≤ 1e-5)")
+print(
+    "the cache holds",
+    cache.length,
+    "positions; keys of layer 0:",
+    tuple(cache.layers[0]["k"].shape),
+)
+
+# %% [markdown]
+# So, is generation an RNN again? It is sequential in the number of *output* tokens, like any auto-regressive model:
+# token $t+1$ cannot be chosen before token $t$. But the differences matter:
+#
+# - **Training**, where almost all the compute goes, is one parallel pass over the whole target (above).
+# - There is **no fixed-size state**. An RNN squeezes everything it has read into one vector $h_t$; the cache keeps
+#   every position's keys and values (it *grows*: `(B, H, t, d_k)` per layer), and each step attends directly to any
+#   earlier position, one step away instead of $t$ steps away (Table 1's "maximum path length").
+#
+# ## Greedy and beam-search decoding
+#
+# With the cache, decoding functions are short. **Greedy** decoding takes the most likely token at every step.
+# **Beam search** keeps the $k$ most likely prefixes at every step, scores finished sentences by log-probability
+# divided by a length penalty $((5 + |Y|)/6)^{\alpha}$ (Wu et al., 2016), so that short sentences are not favoured
+# just for having fewer probabilities multiplied, and stops a sentence as soon as $k$ candidates have ended. The paper
+# used $k = 4$, $\alpha = 0.6$ (§6.1).
+
+# %% tags=["export"]
+def _check_decoding(
+    model: Transformer, src: Tensor, start_id: int, max_len: int
+) -> None:
+    model._check_tokens("src", src)
+    _positive_int("max_len", max_len)
+    if start_id == model.config.pad_id:
+        raise ValueError(
+            f"start_id={start_id} equals pad_id: the start token would be masked out"
+        )
+
+
+@torch.no_grad()
+def greedy_decode(
+    model: Transformer,
+    src: Tensor,
+    start_id: int,
+    end_id: int,
+    max_len: int = 50,
+    src_mask: Tensor | None = None,
+    use_cache: bool = True,
+) -> Tensor:
+    """Generate by always taking the most likely next token, until ``end_id`` or
+    ``max_len`` tokens. Put the model in eval mode first (dropout stays as it is).
+
+    ``use_cache=False`` recomputes the whole prefix at every step (same tokens, slower).
+
+    Shape:
+        src (B, S). Returns the generated tokens (B, L), L <= max_len, the end token
+        included and ``pad_id`` after it; the start token is not included.
+    """
+    _check_decoding(model, src, start_id, max_len)
+    pad = model.config.pad_id
+    if src_mask is None:
+        src_mask = padding_mask(src, pad)
+    memory = model.encode(src, src_mask)  # (B, S, D)
+    tokens = torch.full((src.size(0), 1), start_id, dtype=torch.long, device=src.device)
+    done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+    cache = model.new_cache() if use_cache else None
+    for _ in range(max_len):
+        if cache is not None:  # feed only the newest token; the cache holds the rest
+            logits = model.decode(tokens[:, -1:], memory, src_mask, cache=cache)
+        else:  # feed the whole prefix again
+            logits = model.decode(tokens, memory, src_mask)
+        next_token = logits[:, -1].argmax(dim=-1).masked_fill(done, pad)  # (B,)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+        done |= next_token == end_id
+        if done.all():
+            break
+    return tokens[:, 1:]
+
+
+def _length_penalty(length: int, alpha: float) -> float:
+    """Wu et al. (2016): ((5 + length) / 6) ** alpha; alpha = 0 means no normalisation."""
+    return ((5 + length) / 6) ** alpha
+
+
+@torch.no_grad()
+def beam_search(
+    model: Transformer,
+    src: Tensor,
+    start_id: int,
+    end_id: int,
+    beam_size: int = 4,
+    max_len: int = 50,
+    length_penalty: float = 0.6,
+    src_mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Keep the ``beam_size`` most likely prefixes at every step; return the best finished
+    sequence per source, scored by log-probability / ((5 + length) / 6) ** length_penalty
+    (the paper used beam size 4 and 0.6, §6.1). A source stops as soon as ``beam_size``
+    sequences have ended; at ``max_len`` the unfinished beams compete too. Beam size 1
+    gives exactly ``greedy_decode``'s tokens. Put the model in eval mode first.
+
+    Shape:
+        src (B, S). Returns tokens (B, L) as ``greedy_decode`` does, and scores (B,).
+    """
+    _check_decoding(model, src, start_id, max_len)
+    _positive_int("beam_size", beam_size)
+    if not length_penalty >= 0:
+        raise ValueError(f"length_penalty must be >= 0, got {length_penalty!r}")
+    pad, batch, k = model.config.pad_id, src.size(0), beam_size
+    device = src.device
+    if src_mask is None:
+        src_mask = padding_mask(src, pad)
+    memory = model.encode(src, src_mask).repeat_interleave(k, dim=0)  # (B*K, S, D)
+    src_mask = src_mask.repeat_interleave(k, dim=0)
+    cache = model.new_cache()
+    sequences = torch.full((batch * k, 0), pad, dtype=torch.long, device=device)
+    last = torch.full((batch * k, 1), start_id, dtype=torch.long, device=device)
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start equal: keep one, or it would be found k times
+    finished: list[list[tuple[float, Tensor]]] = [[] for _ in range(batch)]
+    for step in range(max_len):
+        logits = model.decode(last, memory, src_mask, cache=cache)[:, -1]  # (B*K, V)
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        vocab = log_probs.size(-1)
+        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+        top_scores, top_index = candidates.topk(
+            min(2 * k, k * vocab), dim=-1
+        )  # (B, 2K)
+        new_scores = torch.full((batch, k), float("-inf"), device=device)
+        new_beams = torch.zeros(batch, k, dtype=torch.long, device=device)
+        new_tokens = torch.full((batch, k), pad, dtype=torch.long, device=device)
+        for b in range(batch):
+            if len(finished[b]) >= k:  # this source is done
+                continue
+            alive = 0
+            for score, index in zip(
+                top_scores[b].tolist(), top_index[b].tolist(), strict=True
+            ):
+                if score == float("-inf"):
+                    break
+                beam, token = divmod(index, vocab)
+                if token == end_id:
+                    ended = torch.cat(
+                        [sequences[b * k + beam], last.new_tensor([end_id])]
+                    )
+                    finished[b].append(
+                        (score / _length_penalty(step + 1, length_penalty), ended)
+                    )
+                    if len(finished[b]) >= k:
+                        break
+                else:
+                    new_scores[b, alive], new_beams[b, alive] = score, beam
+                    new_tokens[b, alive] = token
+                    alive += 1
+                    if alive == k:
+                        break
+        if all(len(f) >= k for f in finished):
+            break
+        rows = (torch.arange(batch, device=device)[:, None] * k + new_beams).view(-1)
+        cache.reorder(rows)  # each surviving beam continues from its parent's cache
+        sequences = torch.cat([sequences[rows], new_tokens.view(-1, 1)], dim=1)
+        scores, last = new_scores, new_tokens.view(-1, 1)
+    else:  # max_len reached: unfinished beams compete with the finished ones
+        for b in range(batch):
+            if len(finished[b]) < k:
+                for beam in range(k):
+                    if scores[b, beam] > float("-inf"):
+                        normalised = scores[b, beam].item() / _length_penalty(
+                            max_len, length_penalty
+                        )
+                        finished[b].append((normalised, sequences[b * k + beam]))
+    best = [max(f, key=lambda pair: pair[0]) for f in finished]
+    length = max(seq.numel() for _, seq in best)
+    tokens = torch.full((batch, length), pad, dtype=torch.long, device=device)
+    for b, (_, seq) in enumerate(best):
+        tokens[b, : seq.numel()] = seq
+    return tokens, torch.tensor([score for score, _ in best], device=device)
+
+
+# %% [markdown]
+# Beam search with one beam is greedy decoding, token for token (a check that the bookkeeping of beams, finished
+# sentences and cache reordering is right), and recomputing without the cache gives the same tokens too:
+
+# %%
+model.eval()
+start, end = 1, 2
+sources = torch.randint(3, 40, (4, 7), generator=torch.Generator().manual_seed(6))
+sources = sources.to(device)
+greedy = greedy_decode(model, sources, start, end, max_len=12)
+recomputed = greedy_decode(model, sources, start, end, max_len=12, use_cache=False)
+beam1, _ = beam_search(model, sources, start, end, beam_size=1, max_len=12)
+assert torch.equal(greedy, recomputed) and torch.equal(greedy, beam1)
+beam4, scores = beam_search(model, sources, start, end, beam_size=4, max_len=12)
+print("greedy == no cache == beam size 1:", tuple(greedy.shape))
+print(
+    "beam size 4 output:",
+    tuple(beam4.shape),
+    "scores",
+    [round(s, 3) for s in scores.tolist()],
+)
+
+# %% [markdown]
+# (The model is untrained, so the tokens mean nothing yet; chapter 7 trains it.) Finally, what the cache buys: the
+# time to generate 64 tokens for one sentence, with and without it, on the paper's base size. Without a cache, step
+# $t$ runs the decoder over $t$ positions, so the whole generation costs $O(n^2)$ position-passes instead of $O(n)$.
+
+# %% tags=["nbval-ignore-output"]
+torch.manual_seed(0)
+base = (
+    make_model(1000, 1000, n_layers=2).to(device).eval()
+)  # d_model 512, 8 heads, d_ff 2048
+sentence = torch.randint(
+    3, 1000, (1, 32), generator=torch.Generator().manual_seed(7)
+).to(device)
+timings = {}
+for use_cache in [True, False]:
+    for _ in range(2):  # the first run warms up
+        start_time = time.perf_counter()
+        out = greedy_decode(
+            base, sentence, start_id=1, end_id=-1, max_len=64, use_cache=use_cache
+        )
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings[use_cache] = time.perf_counter() - start_time
+    assert out.shape == (1, 64)
+print(
+    f"64 tokens with the cache: {timings[True]:.2f} s, recomputing: {timings[False]:.2f} s, "
+    f"{timings[False] / timings[True]:.1f}× faster with the cache"
+)
+
+# %% [markdown]
+# ## Clear errors
+#
+# A model that takes token ids can be fed many wrong things. Each gets a message that says what is wrong:
+
+# %%
+for bad in [
+    lambda: make_model(100, 100, d_model=510),
+    lambda: make_model(100, 80, share_embeddings=True),
+    lambda: make_model(100, 100, n_layer=3),
+    lambda: model(src, tgt[:2]),  # 3 sources, 2 targets
+    lambda: model(src, tgt.float()),
+    lambda: model(src, tgt + 40),  # ids beyond the vocabulary of 40
+    lambda: model(src[0], tgt[0]),  # no batch dimension
+]:
+    try:
+        bad()
+    except (ValueError, TypeError) as error:
+        print(f"{type(error).__name__}: {error}")
+    else:
+        raise AssertionError("bad input was accepted")
+
+# %% [markdown]
+# ## What we built
+#
+# | name | the idea in one line |
+# |---|---|
+# | `DecoderLayer`, `Decoder` | masked self-attention, cross-attention, feed-forward; post-norm by default; proven equal to PyTorch's layer |
+# | `KVCache` | each layer's keys and values of the positions decoded so far, and of the encoder memory |
+# | `TransformerConfig` | the model's sizes and switches, the paper's base model as defaults, validated |
+# | `Transformer`, `make_model(src_vocab, tgt_vocab, **overrides)` | the whole encoder–decoder: token ids in, logits out; tied and shared embeddings on request |
+# | `greedy_decode`, `beam_search` | generation with the cache; beam size 1 is greedy |
+#
+# Chapter 7 trains this model for real.
