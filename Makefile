@@ -49,13 +49,16 @@ format: $(STAMP)
 sync: $(STAMP)
 	$(BIN)/jupytext --sync $(NOTEBOOKS)
 
-# Export first: a chapter imports what the chapters before it export.
+# Export first: a chapter imports what the chapters before it export. Streams are merged after
+# execution, so a cell's prints are stored as one output however the kernel chunked them.
 execute: sync
 	$(BIN)/python tools/nbexport.py export
 	for nb in $(NOTEBOOKS); do \
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=600 \
-	    --ExecutePreprocessor.record_timing=False $$nb || exit 1; \
+	    --ExecutePreprocessor.record_timing=False \
+	    --NotebookExporter.preprocessors=nbconvert.preprocessors.CoalesceStreamsPreprocessor \
+	    $$nb || exit 1; \
 	done
 	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
 

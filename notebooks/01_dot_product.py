@@ -30,9 +30,10 @@
 #
 # ## Setting up
 #
-# Two helpers that every chapter uses. `get_device` picks a GPU when there is one. `seeded_randn` draws random
-# numbers on the CPU from a seeded generator and only then moves them, so the same seed gives the same numbers on
-# every machine, and the outputs printed in this book are the same on a laptop and on a GPU.
+# Helpers that every chapter uses. `get_device` picks a GPU when there is one. `seeded_randn` (and `seeded_randint`
+# for integers) draws random numbers on the CPU from a seeded generator and only then moves them, so the same seed
+# gives the same numbers on every machine, and the outputs printed in this book are the same on a laptop and on a
+# GPU.
 #
 # Cells marked `export` (see the notebook's cell tags) become the module `transformer_lite/dot_product.py`.
 
@@ -62,6 +63,23 @@ def seeded_randn(
     """
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(*shape, generator=generator, dtype=dtype).to(device)
+
+
+def seeded_randint(
+    low: int,
+    high: int,
+    *shape: int,
+    seed: int,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Random integers in [low, high), e.g. token ids, drawn like ``seeded_randn``: on the
+    CPU from a generator seeded with ``seed``, then moved to ``device``.
+
+    Shape:
+        ``shape``, e.g. ``seeded_randint(3, 40, 2, 6, seed=0)`` is (2, 6).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(low, high, shape, generator=generator).to(device)
 
 
 # %%
@@ -580,6 +598,7 @@ plt.show()
 # |---|---|
 # | `get_device()` | compute on the GPU when there is one, else the CPU |
 # | `seeded_randn(*shape, seed=, device=)` | random numbers that are the same on every device: drawn on the CPU, then moved |
+# | `seeded_randint(low, high, *shape, seed=, device=)` | the same for random integers, such as token ids |
 # | `softmax(scores, dim=-1)` | scores to positive weights that sum to 1, shifted by the maximum so it never overflows |
 # | `check_qkv(query, key, value)` | a clear error when query, key and value cannot be attended together |
 # | `dot_product_attention(query, key, value)` | softmax(QKᵀ)V for all queries at once; returns output and weights |

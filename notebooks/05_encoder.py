@@ -39,7 +39,13 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from transformer_lite import MultiHeadAttention, get_device, padding_mask, seeded_randn
+from transformer_lite import (
+    MultiHeadAttention,
+    get_device,
+    padding_mask,
+    seeded_randint,
+    seeded_randn,
+)
 
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)
@@ -103,9 +109,7 @@ class TokenEmbedding(nn.Module):
 # %%
 torch.manual_seed(0)
 embed = TokenEmbedding(vocab_size=1000, d_model=512).to(device)
-tokens = torch.randint(0, 1000, (8, 20), generator=torch.Generator().manual_seed(0)).to(
-    device
-)
+tokens = seeded_randint(0, 1000, 8, 20, seed=0, device=device)
 with torch.no_grad():
     raw = embed.table(tokens)
     scaled = embed(tokens)
@@ -166,8 +170,8 @@ class PositionalEncoding(nn.Module):
 pe = PositionalEncoding(d_model=128, max_len=200).to(device)
 table = pe.table.cpu()
 fig, ax = plt.subplots()
-for feature in [0, 1, 8, 32, 96]:
-    ax.plot(table[:, feature], label=f"feature {feature}")
+for feature in [4, 16, 32, 64]:  # sine features, slower and slower
+    ax.plot(table[:100, feature], label=f"feature {feature}")
 ax.set_xlabel("position p")
 ax.set_ylabel("PE(p, feature)")
 ax.set_title("Each feature is a wave of its own wavelength")

@@ -34,7 +34,13 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from transformer_lite import causal_mask, get_device, padding_mask, seeded_randn
+from transformer_lite import (
+    causal_mask,
+    get_device,
+    padding_mask,
+    seeded_randint,
+    seeded_randn,
+)
 
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)
@@ -548,12 +554,8 @@ tied = make_model(
 assert tied.generator.weight is tied.tgt_embed.table.weight
 before = tied.tgt_embed.table.weight.detach().clone()
 optimizer = torch.optim.SGD(tied.parameters(), lr=0.1)
-src = torch.randint(1, 50, (2, 6), generator=torch.Generator().manual_seed(1)).to(
-    device
-)
-tgt = torch.randint(1, 50, (2, 5), generator=torch.Generator().manual_seed(2)).to(
-    device
-)
+src = seeded_randint(1, 50, 2, 6, seed=1, device=device)
+tgt = seeded_randint(1, 50, 2, 5, seed=2, device=device)
 tied(src, tgt).logsumexp(
     -1
 ).mean().backward()  # a loss that reaches only the generator...
@@ -580,17 +582,11 @@ model = (
     .to(device)
     .eval()
 )
-src = torch.randint(3, 40, (3, 9), generator=torch.Generator().manual_seed(3)).to(
-    device
-)
-tgt = torch.randint(3, 40, (3, 8), generator=torch.Generator().manual_seed(4)).to(
-    device
-)
+src = seeded_randint(3, 40, 3, 9, seed=3, device=device)
+tgt = seeded_randint(3, 40, 3, 8, seed=4, device=device)
 t = 4
 changed = tgt.clone()
-changed[:, t + 1 :] = torch.randint(
-    3, 40, (3, 8 - t - 1), generator=torch.Generator().manual_seed(5)
-).to(device)
+changed[:, t + 1 :] = seeded_randint(3, 40, 3, 8 - t - 1, seed=5, device=device)
 
 with torch.no_grad():
     logits, logits_changed = model(src, tgt), model(src, changed)
@@ -807,8 +803,7 @@ def beam_search(
 # %%
 model.eval()
 start, end = 1, 2
-sources = torch.randint(3, 40, (4, 7), generator=torch.Generator().manual_seed(6))
-sources = sources.to(device)
+sources = seeded_randint(3, 40, 4, 7, seed=6, device=device)
 greedy = greedy_decode(model, sources, start, end, max_len=12)
 recomputed = greedy_decode(model, sources, start, end, max_len=12, use_cache=False)
 beam1, _ = beam_search(model, sources, start, end, beam_size=1, max_len=12)
@@ -832,9 +827,7 @@ torch.manual_seed(0)
 base = (
     make_model(1000, 1000, n_layers=2).to(device).eval()
 )  # d_model 512, 8 heads, d_ff 2048
-sentence = torch.randint(
-    3, 1000, (1, 32), generator=torch.Generator().manual_seed(7)
-).to(device)
+sentence = seeded_randint(3, 1000, 1, 32, seed=7, device=device)
 timings = {}
 for use_cache in [True, False]:
     for _ in range(2):  # the first run warms up

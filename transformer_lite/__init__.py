@@ -18,6 +18,7 @@ from .dot_product import (
     dot_product_attention,
     get_device,
     plot_attention,
+    seeded_randint,
     seeded_randn,
     softmax,
 )
@@ -34,6 +35,7 @@ from .multi_head import MultiHeadAttention
 __all__ = [
     "get_device",
     "seeded_randn",
+    "seeded_randint",
     "plot_attention",
     "softmax",
     "check_qkv",

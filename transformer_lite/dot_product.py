@@ -27,6 +27,23 @@ def seeded_randn(
     return torch.randn(*shape, generator=generator, dtype=dtype).to(device)
 
 
+def seeded_randint(
+    low: int,
+    high: int,
+    *shape: int,
+    seed: int,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Random integers in [low, high), e.g. token ids, drawn like ``seeded_randn``: on the
+    CPU from a generator seeded with ``seed``, then moved to ``device``.
+
+    Shape:
+        ``shape``, e.g. ``seeded_randint(3, 40, 2, 6, seed=0)`` is (2, 6).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(low, high, shape, generator=generator).to(device)
+
+
 def plot_attention(
     weights: Tensor,
     query_tokens: list[str],
@@ -141,6 +158,7 @@ def dot_product_attention(
 __all__ = [
     "get_device",
     "seeded_randn",
+    "seeded_randint",
     "plot_attention",
     "softmax",
     "check_qkv",
