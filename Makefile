@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# notebooks that train a model: tested on their own, with every core, after the rest
+TRAINING := notebooks/07_train.ipynb
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 
 .PHONY: help setup export check lint format sync execute test test-unit test-notebooks book lab clean
@@ -64,14 +66,19 @@ execute: sync
 
 # Two pytest workers, one thread each: two processes that each start a thread per core would
 # oversubscribe the cores and run many times slower. --dist loadfile keeps a notebook on one worker.
+# The training chapter runs alone afterwards, with every core, so it keeps its time budget.
 test: check
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests $(NBVAL) notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests $(NBVAL) \
+	  $(filter-out $(TRAINING),$(NOTEBOOKS))
+	$(BIN)/python -m pytest $(NBVAL) $(TRAINING)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests
 
 test-notebooks: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile $(NBVAL) notebooks
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile $(NBVAL) \
+	  $(filter-out $(TRAINING),$(NOTEBOOKS))
+	$(BIN)/python -m pytest $(NBVAL) $(TRAINING)
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going

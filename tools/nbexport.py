@@ -7,7 +7,9 @@ One module per chapter, named by the notebook's slug:
 Code cells tagged ``export`` are copied in notebook order. A generated module starts with
 a header naming its notebook and ends with an ``__all__`` of its public functions, classes
 and UPPER_CASE constants. ``transformer_lite/__init__.py`` re-exports them all, in chapter
-order. The generated code is import-sorted and formatted by ruff.
+order. The generated code is import-sorted and formatted by ruff. If a chapter exports a
+function ``main``, ``transformer_lite/__main__.py`` calls it, so ``python -m transformer_lite``
+runs it (one chapter at most may).
 
     python tools/nbexport.py export   # (re)write transformer_lite/ from the notebooks
     python tools/nbexport.py check    # fail, naming the file, if anything is out of sync
@@ -38,6 +40,17 @@ HEADER = GENERATED + "{source} — edit the notebook, then run make export."
 INIT_DOC = (
     '"""The Transformer of "Attention Is All You Need", built chapter by chapter."""'
 )
+MAIN = """{header}
+
+\"\"\"`python -m transformer_lite`: the command line (``transformer_lite.{module}.main``).\"\"\"
+
+import sys
+
+from transformer_lite.{module} import main
+
+if __name__ == "__main__":
+    sys.exit(main())
+"""
 
 
 def notebooks(root: Path) -> list[tuple[Path, str]]:
@@ -62,8 +75,15 @@ def public_names(code: str, source: str) -> list[str]:
             candidates = [node.name]
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names_assigned = [
+                n
+                for t in targets
+                for n in (t.elts if isinstance(t, ast.Tuple) else [t])
+            ]  # `A = 1` and `A, B = 1, 2`
             candidates = [
-                t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper()
+                n.id
+                for n in names_assigned
+                if isinstance(n, ast.Name) and n.id.isupper()
             ]
         else:
             continue
@@ -113,12 +133,26 @@ def package_files(root: Path) -> dict[Path, str]:
     files: dict[Path, str] = {}
     init = [INIT_DOC, "", HEADER.format(source="notebooks/*.ipynb"), ""]
     all_names: list[str] = []
+    mains: list[str] = []
     for notebook, module in notebooks(root):
         text, names = module_text(notebook, module, root)
         files[root / PACKAGE / f"{module}.py"] = text
         if names:
             init.append(f"from .{module} import {', '.join(names)}")
         all_names += names
+        if "main" in names:
+            mains.append(module)
+    if len(mains) > 1:
+        raise SystemExit(
+            f"only one chapter may export main(); {', '.join(mains)} both do"
+        )
+    if mains:
+        files[root / PACKAGE / "__main__.py"] = ruff_format(
+            MAIN.format(
+                header=HEADER.format(source="notebooks/*.ipynb"), module=mains[0]
+            ),
+            f"{PACKAGE}/__main__.py",
+        )
     init += ["", "__all__ = [", *[f'    "{name}",' for name in all_names], "]", ""]
     files[root / PACKAGE / "__init__.py"] = ruff_format(
         "\n".join(init), f"{PACKAGE}/__init__.py"

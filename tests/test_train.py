@@ -1,0 +1,476 @@
+"""Chapter 7: data generation, label smoothing, schedules, checkpoints and resume, the
+command line, and DistributedDataParallel equivalence."""
+
+import datetime
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from transformer_lite import (
+    EOS,
+    PAD,
+    BatchStream,
+    TrainConfig,
+    Trainer,
+    Vocab,
+    copy_example,
+    dates_vocab,
+    encode_batch,
+    held_out_pairs,
+    label_smoothed_loss,
+    linear_lambda,
+    load_checkpoint,
+    noam_lambda,
+    save_checkpoint,
+    seeded_randint,
+    seeded_randn,
+    small_model_config,
+    split_dates,
+)
+
+
+def tiny(task="copy", steps=12, dropout=0.1, **train):
+    config = TrainConfig(
+        task=task, steps=steps, warmup=3, eval_size=20, batch_size=16, **train
+    )
+    return Trainer(
+        config, small_model_config(d_model=32, d_ff=64, dropout=dropout), device="cpu"
+    )
+
+
+def cli(*args, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "transformer_lite", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        timeout=timeout,
+    )
+
+
+# data
+
+
+def test_held_out_dates_are_disjoint_and_cover_the_range():
+    train, test = split_dates(seed=0)
+    assert not set(train) & set(test)
+    assert (
+        len(train) + len(test)
+        == (datetime.date(2099, 12, 31) - datetime.date(1900, 1, 1)).days + 1
+    )
+    assert 0.09 < len(test) / (len(train) + len(test)) < 0.11
+    assert split_dates(seed=0) == (train, test) and split_dates(seed=1)[1] != test
+
+
+def test_test_set_uses_only_held_out_dates():
+    held_out = {d.isoformat() for d in split_dates(0)[1]}
+    assert all(
+        target in held_out for _, target in held_out_pairs("dates", seed=0, n=500)
+    )
+
+
+def test_training_batches_never_use_held_out_dates():
+    held_out = {d.isoformat() for d in split_dates(0)[1]}
+    stream = BatchStream("dates", dates_vocab(), batch_size=64, seed=0)
+    for step in range(0, 80, 7):
+        assert not any(target in held_out for _, target in stream.pairs(step))
+
+
+def test_copy_held_out_strings_never_appear_in_training():
+    stream = BatchStream("copy", Vocab("abcdefghij"), batch_size=64, seed=0)
+    training = {source for step in range(40) for source, _ in stream.pairs(step)}
+    assert not training & {source for source, _ in held_out_pairs("copy", n=500)}
+
+
+def test_batches_are_a_function_of_the_step():
+    a = BatchStream("dates", dates_vocab(), batch_size=32, seed=3)
+    b = BatchStream("dates", dates_vocab(), batch_size=32, seed=3)
+    assert a.pairs(5) == b.pairs(5) and a.pairs(40) == b.pairs(40)
+    assert a.pairs(5) != BatchStream(
+        "dates", dates_vocab(), batch_size=32, seed=4
+    ).pairs(5)
+    first, second = a.batch(7, rank=0, world_size=2), a.batch(7, rank=1, world_size=2)
+    whole = a.batch(7)
+    assert first[3] == second[3] == whole[3]  # everyone knows the global token count
+    assert first[0].size(0) == second[0].size(0) == 16
+
+
+def test_date_sources_fit_the_vocabulary_and_length():
+    vocab = dates_vocab()
+    pairs = held_out_pairs("dates", seed=0, n=2000)
+    assert max(len(source) for source, _ in pairs) <= 36
+    encode_batch(pairs, vocab)  # every character is known
+
+
+def test_encode_batch_shifts_and_pads():
+    vocab = Vocab("ab")
+    src, tgt_in, tgt_out = encode_batch([("ab", "b"), ("a", "ab")], vocab)
+    a, b = vocab.encode("a")[0], vocab.encode("b")[0]
+    assert src.tolist() == [[a, b], [a, PAD]]
+    assert tgt_in.tolist() == [[1, b, PAD], [1, a, b]]
+    assert tgt_out.tolist() == [[b, EOS, PAD], [a, b, EOS]]
+
+
+def test_vocab_names_unknown_characters_and_decodes():
+    vocab = dates_vocab()
+    with pytest.raises(ValueError, match="characters not in the vocabulary: 'бноря'"):
+        vocab.encode("27 ноября")
+    ids = vocab.encode("2026-11-27") + [EOS] + vocab.encode("99")
+    assert vocab.decode(ids) == "2026-11-27"
+
+
+def test_copy_example_rule():
+    import random
+
+    rng = random.Random(0)
+    for held_out in (False, True):
+        for _ in range(50):
+            text, target = copy_example(rng, held_out=held_out)
+            assert text == target and 4 <= len(text) <= 12
+            assert (sum("abcdefghij".index(c) for c in text) % 10 == 0) == held_out
+
+
+# loss and schedules
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.25])
+def test_label_smoothing_matches_cross_entropy(smoothing):
+    logits = seeded_randn(3, 6, 11, seed=0) * 2
+    target = seeded_randint(1, 11, 3, 6, seed=1)
+    target[0, 3:] = PAD
+    ours = label_smoothed_loss(logits, target, smoothing, pad_id=PAD)
+    theirs = F.cross_entropy(
+        logits.transpose(1, 2), target, ignore_index=PAD, label_smoothing=smoothing
+    )
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_label_smoothing_target_distribution():
+    logits = torch.zeros(1, 1, 4, requires_grad=True)
+    label_smoothed_loss(logits, torch.tensor([[2]]), 0.2, pad_id=0).backward()
+    # the gradient of cross-entropy is p - q: q = 0.8 on token 2 plus 0.05 everywhere
+    torch.testing.assert_close(
+        logits.grad[0, 0],
+        torch.full((4,), 0.25) - torch.tensor([0.05, 0.05, 0.85, 0.05]),
+    )
+
+
+def test_noam_schedule_values():
+    factor = noam_lambda(512, 4000)
+    for step in [1, 100, 4000, 10000]:
+        expected = 512**-0.5 * min(step**-0.5, step * 4000**-1.5)
+        assert math.isclose(factor(step - 1), expected, rel_tol=1e-12)
+    assert max(range(20000), key=factor) == 3999  # the peak is at the end of warm-up
+
+
+def test_noam_through_lambda_lr():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, noam_lambda(128, 10))
+    lrs = []
+    for _ in range(30):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert max(lrs) == lrs[9] and math.isclose(lrs[9], 128**-0.5 * 10**-0.5)
+
+
+def test_linear_schedule():
+    factor = linear_lambda(10, 100)
+    assert factor(0) == 0.1 and factor(9) == 1.0
+    assert math.isclose(factor(54), 0.5) and factor(99) == 0.0 and factor(150) == 0.0
+
+
+# checkpoints and resume
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight = tiny().fit(progress=False)
+    interrupted = tiny().fit(progress=False, until=5)
+    interrupted.save(tmp_path / "half.pt")
+    resumed = Trainer.resume(tmp_path / "half.pt", device="cpu").fit(progress=False)
+    assert resumed.step == straight.step == 12
+    for (name, a), b in zip(
+        straight.model.state_dict().items(),
+        resumed.model.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b), name
+    for a, b in zip(
+        straight.optimizer.state_dict()["state"].values(),
+        resumed.optimizer.state_dict()["state"].values(),
+        strict=True,
+    ):
+        assert torch.equal(a["exp_avg"], b["exp_avg"])
+
+
+def test_checkpoint_holds_everything(tmp_path):
+    trainer = tiny(steps=3).fit(progress=False, out=tmp_path / "c.pt")
+    state = load_checkpoint(tmp_path / "c.pt")
+    for key in [
+        "model",
+        "optimizer",
+        "scheduler",
+        "rng",
+        "model_config",
+        "train_config",
+        "vocab",
+        "step",
+    ]:
+        assert key in state
+    assert state["step"] == 3 and state["vocab"] == trainer.vocab.chars
+
+
+def test_failed_save_leaves_old_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"step": 1})
+    before = path.read_bytes()
+
+    def broken_save(obj, file):
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"step": 2})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.pt"
+    ]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not a checkpoint at all", b"", b"PK\x03\x04 broken zip"],
+    ids=["text", "empty", "zip"],
+)
+def test_not_a_checkpoint(tmp_path, content):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="is not a transformer_lite checkpoint"):
+        load_checkpoint(path)
+
+
+def test_foreign_torch_file_is_not_a_checkpoint(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="is not a transformer_lite checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_checkpoint_for_another_model_is_refused(tmp_path):
+    tiny(steps=2).fit(progress=False, out=tmp_path / "c.pt")
+    other = Trainer(
+        TrainConfig(task="copy", steps=2),
+        small_model_config(d_model=64, d_ff=64),
+        device="cpu",
+    )
+    with pytest.raises(
+        ValueError, match=r"was made for another model \(d_model: 32 there, 64 here"
+    ):
+        other.load_state(load_checkpoint(tmp_path / "c.pt"), source="c.pt")
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"task": "poetry"}, "unknown task 'poetry'"),
+        ({"steps": 0}, "steps must be a positive int, got 0"),
+        ({"steps": -5}, "steps must be a positive int, got -5"),
+        ({"schedule": "cosine"}, "schedule must be 'linear' or 'noam'"),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\)"),
+    ],
+)
+def test_bad_train_config(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+
+
+# the command line
+
+
+def one_line_error(result, code):
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_cli_help():
+    result = cli("--help")
+    assert (
+        result.returncode == 0
+        and "train" in result.stdout
+        and "translate" in result.stdout
+    )
+    result = cli("train", "--help")
+    assert result.returncode == 0 and "--task {copy,dates}" in result.stdout
+
+
+def test_cli_train_then_translate(tmp_path):
+    out = tmp_path / "copy.pt"
+    result = cli(
+        "train",
+        "--task",
+        "copy",
+        "--steps",
+        "20",
+        "--out",
+        str(out),
+        "--d-model",
+        "32",
+        "--d-ff",
+        "64",
+        "--batch-size",
+        "32",
+        "--eval-every",
+        "10",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "step    20" in result.stdout and out.exists()
+    result = cli("translate", "--checkpoint", str(out), "abc", "jjj")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    resumed = cli(
+        "train", "--task", "copy", "--steps", "25", "--out", str(out), "--resume"
+    )
+    assert resumed.returncode == 0 and "step    25" in resumed.stdout, resumed.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["train", "--task", "poetry", "--steps", "5", "--out", "x.pt"],
+            2,
+            "invalid choice: 'poetry'",
+        ),
+        (
+            ["train", "--task", "copy", "--steps", "0", "--out", "x.pt"],
+            1,
+            "steps must be a positive int, got 0",
+        ),
+        (
+            ["train", "--task", "copy", "--steps", "-3", "--out", "x.pt"],
+            1,
+            "steps must be a positive int",
+        ),
+        (
+            ["train", "--task", "copy", "--steps", "ten", "--out", "x.pt"],
+            2,
+            "invalid int value: 'ten'",
+        ),
+        (["train", "--task", "copy"], 2, "the following arguments are required: --out"),
+        (
+            ["translate", "--checkpoint", "missing.pt", "27 novembre 2026"],
+            1,
+            "no checkpoint at missing.pt",
+        ),
+        (["fly"], 2, "invalid choice: 'fly'"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, args, code, message):
+    line = one_line_error(cli(*args), code)
+    assert message in line
+
+
+def test_cli_refuses_files_that_are_not_checkpoints_and_unknown_characters(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    assert "is not a transformer_lite checkpoint" in one_line_error(
+        cli("translate", "--checkpoint", str(junk), "x"), 1
+    )
+    out = tmp_path / "c.pt"
+    cli(
+        "train",
+        "--task",
+        "copy",
+        "--steps",
+        "2",
+        "--out",
+        str(out),
+        "--d-model",
+        "32",
+        "--d-ff",
+        "64",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "0",
+    )
+    line = one_line_error(cli("translate", "--checkpoint", str(out), "abz!"), 1)
+    assert "characters not in the vocabulary: '!z'" in line
+
+
+# DistributedDataParallel
+
+
+def test_ddp_two_processes_equal_one(tmp_path):
+    common = [
+        "--task",
+        "copy",
+        "--steps",
+        "4",
+        "--d-model",
+        "32",
+        "--d-ff",
+        "64",
+        "--batch-size",
+        "32",
+        "--eval-every",
+        "0",
+        "--dropout",
+        "0.0",
+    ]
+    single = cli("train", *common, "--out", str(tmp_path / "one.pt"))
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "transformer_lite",
+            "train",
+            *common,
+            "--out",
+            str(tmp_path / "two.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = load_checkpoint(tmp_path / "one.pt")["model"]
+    two = load_checkpoint(tmp_path / "two.pt")["model"]
+    # The key projection's bias is the exception: adding b to every key adds q·b to every
+    # score of a row, which the softmax ignores, so its true gradient is exactly 0 and what
+    # autograd returns is rounding noise (~1e-9). Adam divides by the noise's own size, so
+    # the update is ±lr either way, and two runs that round differently disagree on it.
+    noise_only = [name for name in one if name.endswith("w_k.bias")]
+    assert len(noise_only) == 6  # 2 encoder self, 2 decoder self, 2 cross attentions
+    for name in one:
+        if name not in noise_only:
+            torch.testing.assert_close(
+                two[name], one[name], atol=1e-5, rtol=0, msg=name
+            )
+    assert not torch.equal(
+        one["generator.weight"],
+        Trainer(
+            TrainConfig(task="copy", steps=4),
+            small_model_config(d_model=32, d_ff=64),
+            device="cpu",
+        ).model.state_dict()["generator.weight"],
+    )  # training moved the weights
