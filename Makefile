@@ -67,7 +67,16 @@ execute: sync
 # Two pytest workers, one thread each: two processes that each start a thread per core would
 # oversubscribe the cores and run many times slower. --dist loadfile keeps a notebook on one worker.
 # The training chapter runs alone afterwards, with every core, so it keeps its time budget.
-test: check
+# The browser test (tests/test_browser.py) needs Debian's Chromium; as root it is installed here.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "The browser test needs Chromium at $(CHROMIUM): sudo apt-get install chromium"; exit 1; \
+	fi
+
+test: check $(CHROMIUM)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests $(NBVAL) \
 	  $(filter-out $(TRAINING),$(NOTEBOOKS))
 	$(BIN)/python -m pytest $(NBVAL) $(TRAINING)

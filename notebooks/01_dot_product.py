@@ -94,6 +94,7 @@ torch.manual_seed(0)
 plt.rcParams["figure.figsize"] = (5, 3.5)
 
 # %% [markdown]
+# (ch1-one-hot)=
 # ## One-hot vectors only know "same" or "different"
 #
 # Give each word of a three-word vocabulary its own one-hot vector and take every dot product at once: row $i$,
@@ -224,6 +225,7 @@ plt.show()
 # 2. **"the" scores 0 with everything**, because its hand-made vector is all zeros. Nothing to match is a fine
 #    outcome for a word with no content; below, the softmax turns it into "spread evenly".
 #
+# (ch1-queries-keys)=
 # ## Queries and keys: what I look for, and what I offer
 #
 # The Transformer does not compare the words' vectors directly. It projects each vector twice: into a **query**
@@ -328,6 +330,7 @@ for scale in [1, 2, 4]:
     print(f"query × {scale}: largest weight {weights.max().item():.3f} on '{top}'")
 
 # %% [markdown]
+# (ch1-values)=
 # ## The output is a weighted sum of values. What is $V$ for?
 #
 # Each word also gets a third projection, its **value** $v = xW_V$. The output for query $i$ is
@@ -460,6 +463,7 @@ print(
 # was never *necessary*: no position's output depends on another position's output, so all of them can be computed
 # at once, and a matrix product is exactly the operation that hardware runs in parallel.
 #
+# (ch1-rnn)=
 # ## Why an RNN cannot do the same
 #
 # An RNN computes $h_t = \tanh(W x_t + U h_{t-1})$. The state at step $t$ needs the state at step $t-1$, which needs
@@ -534,6 +538,7 @@ plt.show()
 # runs at once. That is how the paper trains its base model in 12 hours on 8 GPUs (§5.2): the length of a sentence
 # stops being a length of time.
 #
+# (ch1-soft-hard)=
 # ## Soft or hard? Global or local?
 #
 # *Hard* attention picks one position (an argmax) and copies its value. *Soft* attention takes a softmax-weighted

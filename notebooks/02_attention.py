@@ -44,6 +44,7 @@ plt.rcParams["figure.figsize"] = (5, 3.5)
 d_ks = [4, 8, 16, 32, 64, 128, 256, 512, 1024]
 
 # %% [markdown]
+# (ch2-variance)=
 # ## 1. The dot product grows with $d_k$
 #
 # Take a query and a key whose entries are independent, with mean 0 and variance 1, the usual state of vectors
@@ -144,6 +145,7 @@ assert max(largest["scaled"]) - min(largest["scaled"]) < 0.05
 # whatever the width. The scaling does not make attention uniform; it makes the *starting* sharpness independent of
 # $d_k$, and leaves training free to sharpen it where that helps.
 #
+# (ch2-gradient)=
 # ## 3. A saturated softmax passes almost no gradient
 #
 # Training changes $W_Q$ and $W_K$ through the gradient that reaches the scores. For weights $w = \mathrm{softmax}(s)$
@@ -189,6 +191,7 @@ plt.show()
 # pass back almost nothing. With scaling it stays at the same size for every width. That is what "keeps gradients
 # stable" means here: the size of the learning signal no longer depends on how wide the heads are.
 #
+# (ch2-what-sqrt-dk-is)=
 # ## 4. What √d_k is, and what it is not
 #
 # A tempting reading is "$\sqrt{d_k}$ is the length of the vector, so dividing by it normalises $q$". It is close to

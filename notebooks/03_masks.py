@@ -184,6 +184,7 @@ torch.testing.assert_close(out_longer[:, 0, :5][real], out[:, 0][real])
 print("outputs at real positions unchanged by extra padding")
 
 # %% [markdown]
+# (ch3-causal)=
 # ## The causal mask: the past and the present, not the future
 #
 # In training, the decoder reads the whole target sentence at once (this is what makes training parallel, as
@@ -318,6 +319,7 @@ assert mha_out[1].isnan().all()
 # A zero output is the honest answer for "there was nothing to look at", and it is harmless: the positions it appears
 # at are padding, which the loss ignores.
 #
+# (ch3-masked-mha)=
 # ## So what is "masked multi-head attention"?
 #
 # It is the decoder's first sublayer: multi-head self-attention (chapter 4) over the decoder's own positions, with

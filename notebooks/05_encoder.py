@@ -253,6 +253,7 @@ print(
 )
 
 # %% [markdown]
+# (ch5-layernorm)=
 # ## LayerNorm is not "BatchNorm by layer"
 #
 # Both normalise to mean 0 and variance 1, then apply a learned scale $\gamma$ and shift $\beta$. They differ in
@@ -512,6 +513,7 @@ for norm_first in [False, True]:
 # Post-norm holds the stream at standard deviation 1 after every layer. Pre-norm lets it grow layer by layer (each
 # sublayer adds its output to the sum), and only the final LayerNorm brings the stack's output back to 1.
 #
+# (ch5-deepcopy)=
 # ## Deep copies, and why the reference code used them
 #
 # The original code builds the six layers by copying one: `clones(layer, N)` returns

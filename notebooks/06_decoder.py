@@ -304,6 +304,7 @@ for norm_first in [False, True]:
     print(f"norm_first={norm_first!s:5}: equal to nn.TransformerDecoderLayer (≤ 1e-5)")
 
 # %% [markdown]
+# (ch6-config)=
 # ## The whole model
 #
 # The full model is embeddings and positions on both sides, the encoder, the decoder, and a final linear layer, the
@@ -568,6 +569,7 @@ print(
 assert moved > 0
 
 # %% [markdown]
+# (ch6-parallel-training)=
 # ## Training is parallel: teacher forcing and the causal mask
 #
 # In training we know the whole target sentence. The decoder gets it shifted right by one (a start token `<s>`
@@ -599,6 +601,7 @@ print(
 )
 
 # %% [markdown]
+# (ch6-rnn-again)=
 # ## Generation is step by step: is it an RNN again?
 #
 # At generation time there is no target to feed. The model starts from `<s>`, predicts a token, appends it, and runs

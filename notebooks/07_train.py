@@ -356,6 +356,7 @@ torch.testing.assert_close(loss, wider)
 print(f"loss {loss.item():.4f} with 11 positions, {wider.item():.4f} with 20")
 
 # %% [markdown]
+# (ch7-label-smoothing)=
 # ## Label smoothing, written out
 #
 # The paper trains with label smoothing $\epsilon = 0.1$ (§5.4): instead of asking for probability 1 on the right
@@ -374,6 +375,8 @@ def label_smoothed_loss(
     Shape:
         logits (B, T, V), target (B, T). Returns a scalar.
     """
+    if not torch.isfinite(logits).all():
+        raise ValueError("logits contain NaN or infinity: the loss would be NaN")
     log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
     vocab = log_probs.size(-1)
     smoothed = torch.full_like(log_probs, smoothing / vocab)
@@ -406,6 +409,7 @@ for smoothing in [0.0, 0.1, 0.3]:
 # definition, $\epsilon / V$ on every token including the right one, so the two agree exactly; with a vocabulary of
 # 92 the difference is immaterial. Training below uses `F.cross_entropy` itself.
 #
+# (ch7-schedule)=
 # ## The learning-rate schedule
 #
 # The paper uses Adam with $\beta_1 = 0.9$, $\beta_2 = 0.98$, $\epsilon = 10^{-9}$ and a rate that rises linearly for
@@ -690,6 +694,11 @@ class Trainer:
         )
         # each rank divides by the global token count; DDP averages over ranks, so undo that
         loss = per_token * self.world_size / n_tokens
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss is {loss.item()} at step {self.step}: training diverged "
+                "(lower --lr, or resume from an earlier checkpoint)"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)

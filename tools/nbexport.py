@@ -4,7 +4,8 @@ One module per chapter, named by the notebook's slug:
 
     notebooks/NN_<module>.ipynb  ->  transformer_lite/<module>.py
 
-Code cells tagged ``export`` are copied in notebook order. A generated module starts with
+Code cells tagged ``export`` are copied in notebook order (a notebook with none, such as
+the introduction, adds no module). A generated module starts with
 a header naming its notebook and ends with an ``__all__`` of its public functions, classes
 and UPPER_CASE constants. ``transformer_lite/__init__.py`` re-exports them all, in chapter
 order. The generated code is import-sorted and formatted by ruff. If a chapter exports a
@@ -109,8 +110,10 @@ def ruff_format(text: str, path: str) -> str:
     return text
 
 
-def module_text(notebook: Path, module: str, root: Path) -> tuple[str, list[str]]:
-    """The generated module for one notebook, and its public names."""
+def module_text(
+    notebook: Path, module: str, root: Path
+) -> tuple[str | None, list[str]]:
+    """The generated module for one notebook (None if it exports nothing), and its names."""
     source = notebook.relative_to(root).as_posix()
     cells = [
         cell.source.strip("\n")
@@ -118,9 +121,10 @@ def module_text(notebook: Path, module: str, root: Path) -> tuple[str, list[str]
         if cell.cell_type == "code" and "export" in cell.metadata.get("tags", [])
     ]
     if not cells:
-        raise SystemExit(
-            f"{source}: no code cell is tagged 'export', nothing to put in the package"
-        )
+        return (
+            None,
+            [],
+        )  # a chapter without export cells (the introduction) adds no module
     body = "\n\n\n".join(cells)
     names = public_names(body, source)
     all_lines = "".join(f'    "{name}",\n' for name in names)
@@ -136,6 +140,8 @@ def package_files(root: Path) -> dict[Path, str]:
     mains: list[str] = []
     for notebook, module in notebooks(root):
         text, names = module_text(notebook, module, root)
+        if text is None:
+            continue
         files[root / PACKAGE / f"{module}.py"] = text
         if names:
             init.append(f"from .{module} import {', '.join(names)}")

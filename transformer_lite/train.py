@@ -241,6 +241,8 @@ def label_smoothed_loss(
     Shape:
         logits (B, T, V), target (B, T). Returns a scalar.
     """
+    if not torch.isfinite(logits).all():
+        raise ValueError("logits contain NaN or infinity: the loss would be NaN")
     log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
     vocab = log_probs.size(-1)
     smoothed = torch.full_like(log_probs, smoothing / vocab)
@@ -477,6 +479,11 @@ class Trainer:
         )
         # each rank divides by the global token count; DDP averages over ranks, so undo that
         loss = per_token * self.world_size / n_tokens
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss is {loss.item()} at step {self.step}: training diverged "
+                "(lower --lr, or resume from an earlier checkpoint)"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
