@@ -162,6 +162,8 @@ for length, r, a in zip(lengths, rnn_ms, attention_ms, strict=True):
 fig, ax = plt.subplots()
 ax.loglog(lengths, rnn_ms, "o-", label="RNN, step by step")
 ax.loglog(lengths, attention_ms, "s-", label="self-attention, one batched product")
+ax.set_xticks(lengths, [str(n) for n in lengths])
+ax.minorticks_off()
 ax.set_xlabel("sequence length n")
 ax.set_ylabel("forward time (ms), batch 16, d = 256")
 ax.set_title("Sequential steps cost time")
@@ -206,18 +208,17 @@ plt.show()
 rnn_decay = sensitivity["RNN"][-1] / sensitivity["RNN"][1]
 attention_decay = sensitivity["self-attention"][-1] / sensitivity["self-attention"][1]
 assert rnn_decay < 1e-3 and attention_decay > 1e-2
-print(
-    f"from n=1 to n={L - 1}, the dependence on x_0 shrinks by a factor of "
-    f"{'more than 1,000' if rnn_decay < 1e-3 else 'less'} in the RNN, "
-    f"{'less than 100' if attention_decay > 1e-2 else 'more'} in self-attention"
-)
+shrinks_rnn = "more than 1,000" if rnn_decay < 1e-3 else "less than 1,000"
+shrinks_attention = "less than 100" if attention_decay > 1e-2 else "more than 100"
+print(f"from n=1 to n={L - 1}, the dependence on x_0 shrinks by a factor of")
+print(f"{shrinks_rnn} in the RNN, {shrinks_attention} in self-attention")
 
 # %% [markdown]
 # In the RNN, the influence of the first word fades exponentially with distance: the signal is multiplied by the
 # recurrent matrix and squashed by tanh at every step (this is the vanishing gradient that made long sentences hard
-# for RNNs). In self-attention, position $n$ reads $x_0$ directly; its influence is only diluted by the number of
-# positions sharing the attention (here the weights are nearly uniform, so roughly $1/n$), and training can sharpen
-# the weights wherever a distant word matters.
+# for RNNs). In self-attention it does not fade with distance at all: position $n$ reads $x_0$ directly, and how much
+# it depends on it is set by the weight it gives position 0. With these random vectors that weight is small and
+# varies from position to position; training raises it wherever a distant word matters.
 #
 # ## The plan of this book
 #
