@@ -14,18 +14,18 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 
 help:
 	@echo "make book      build the HTML book into _build/html (sets up .venv first)"
-	@echo "make test      check sync, unit tests, re-execute every notebook and compare outputs (nbval)"
+	@echo "make test      sync check and lint, unit and browser tests, every notebook re-run and compared"
 	@echo "make lab       open the chapters in JupyterLab"
 	@echo "make sync      bring each notebook and its .py pair together (the newer file wins)"
-	@echo "make execute   sync, re-run every notebook in place (stores fresh outputs), then export"
+	@echo "make execute   sync, export, then re-run the notebooks in place (NOTEBOOKS=... for some)"
 	@echo "make export    write transformer_lite/ from the notebooks' export cells"
+	@echo "make format    ruff-format the notebooks, tools and tests, keeping the pairs in sync"
 	@echo "make check     fast: package and .py pairs agree with the notebooks; ruff is clean"
 
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	# build matplotlib's font cache now, so its one-time message never lands in a notebook's output
