@@ -404,7 +404,8 @@ class EncoderLayer(nn.Module):
         )
         new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
         _copy_torch_sublayers(new, layer)
-        return new.to(layer.linear1.weight.device).train(layer.training)
+        weight = layer.linear1.weight  # keep the PyTorch layer's device and dtype
+        return new.to(device=weight.device, dtype=weight.dtype).train(layer.training)
 
 
 def _check_relu(layer: nn.Module) -> None:
@@ -488,7 +489,8 @@ class Encoder(nn.Module):
         new.layers = nn.ModuleList(layers)
         if new.norm is not None:
             new.norm.load_state_dict(encoder.norm.state_dict())
-        return new.to(ff.w_1.weight.device).train(encoder.training)
+        weight = ff.w_1.weight
+        return new.to(device=weight.device, dtype=weight.dtype).train(encoder.training)
 
 
 # %% [markdown]

@@ -218,7 +218,8 @@ class DecoderLayer(nn.Module):
         new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
         new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
         _copy_torch_sublayers(new, layer)
-        return new.to(layer.linear1.weight.device).train(layer.training)
+        weight = layer.linear1.weight  # keep the PyTorch layer's device and dtype
+        return new.to(device=weight.device, dtype=weight.dtype).train(layer.training)
 
 
 class Decoder(nn.Module):
@@ -648,6 +649,13 @@ print(
 # used $k = 4$, $\alpha = 0.6$ (§6.1).
 
 # %% tags=["export"]
+def _never_emit(logits: Tensor, pad_id: int, start_id: int) -> Tensor:
+    """The logits with padding and the start token ruled out: neither is ever generated."""
+    logits = logits.clone()
+    logits[..., [pad_id, start_id]] = float("-inf")
+    return logits
+
+
 def _check_decoding(
     model: Transformer, src: Tensor, start_id: int, max_len: int
 ) -> None:
@@ -670,7 +678,8 @@ def greedy_decode(
     use_cache: bool = True,
 ) -> Tensor:
     """Generate by always taking the most likely next token, until ``end_id`` or
-    ``max_len`` tokens. Put the model in eval mode first (dropout stays as it is).
+    ``max_len`` tokens; padding and the start token are never generated. Put the model
+    in eval mode first (dropout stays as it is).
 
     ``use_cache=False`` recomputes the whole prefix at every step (same tokens, slower).
 
@@ -691,7 +700,8 @@ def greedy_decode(
             logits = model.decode(tokens[:, -1:], memory, src_mask, cache=cache)
         else:  # feed the whole prefix again
             logits = model.decode(tokens, memory, src_mask)
-        next_token = logits[:, -1].argmax(dim=-1).masked_fill(done, pad)  # (B,)
+        next_logits = _never_emit(logits[:, -1], pad, start_id)  # (B, V)
+        next_token = next_logits.argmax(dim=-1).masked_fill(done, pad)  # (B,)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
         done |= next_token == end_id
         if done.all():
@@ -742,7 +752,9 @@ def beam_search(
     finished: list[list[tuple[float, Tensor]]] = [[] for _ in range(batch)]
     for step in range(max_len):
         logits = model.decode(last, memory, src_mask, cache=cache)[:, -1]  # (B*K, V)
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        log_probs = torch.log_softmax(
+            _never_emit(logits.float(), pad, start_id), dim=-1
+        )
         vocab = log_probs.size(-1)
         candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
         top_scores, top_index = candidates.topk(

@@ -436,14 +436,15 @@ def noam_lambda(d_model: int, warmup: int):
 
 
 def linear_lambda(warmup: int, total: int):
-    """Linear warm-up over ``warmup`` steps to the optimizer's lr, then linear decay to 0
-    at step ``total``: a schedule that ends exactly when the training budget does."""
+    """Linear warm-up over ``warmup`` steps to the optimizer's lr, then linear decay that
+    reaches 0 just after step ``total``: a schedule that ends when the budget does (the
+    last step still learns, at the smallest rate)."""
 
     def factor(step: int) -> float:
         step += 1
         if step <= warmup:
             return step / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
+        return max(0.0, (total - step + 1) / (total - warmup + 1))
 
     return factor
 
@@ -561,6 +562,11 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
             torch.save({"format": CHECKPOINT_FORMAT, **state}, file)
             file.flush()
             os.fsync(file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(
+            temporary, 0o666 & ~umask
+        )  # mkstemp makes it owner-only; use the usual mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -642,14 +648,15 @@ class Trainer:
         self.config = config
         self.vocab = TASKS[config.task]()
         self.model_config = model_config or small_model_config()
-        self.rank, self.world_size = _distributed_setup()
+        local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
+        self.device = torch.device(
+            _default_device(local_rank) if device is None else device
+        )
+        self.rank, self.world_size = _distributed_setup(self.device)
         if config.batch_size % self.world_size:
             raise ValueError(
                 f"batch_size={config.batch_size} does not split over {self.world_size} processes"
             )
-        if device is None:
-            device = _default_device(self.rank)
-        self.device = torch.device(device)
         torch.manual_seed(config.seed)
         self.model = Transformer(
             len(self.vocab), len(self.vocab), self.model_config
@@ -735,9 +742,11 @@ class Trainer:
                 record = {"step": self.step, "loss": loss, "seconds": self.seconds}
                 if self.rank == 0:
                     record["exact_match"] = self.evaluate()
-                    if out is not None:
-                        self.save(out)
-                self.history.append(record)
+                self.history.append(
+                    record
+                )  # before saving: a checkpoint holds its own record
+                if self.rank == 0 and out is not None:
+                    self.save(out)
         bar.close()
         return self
 
@@ -806,6 +815,16 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # the optimizer restored the saved rate; take this schedule's (the same, unless the
+        # budget changed on resume)
+        epoch = self.scheduler.last_epoch
+        for group, base, factor in zip(
+            self.optimizer.param_groups,
+            self.scheduler.base_lrs,
+            self.scheduler.lr_lambdas,
+            strict=True,
+        ):
+            group["lr"] = base * factor(epoch)
         self.step, self.history = state["step"], list(state["history"])
         self.seconds = state.get("seconds", 0.0)
         _set_rng_state(state["rng"])
@@ -832,16 +851,27 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _distributed_setup() -> tuple[int, int]:
-    """(rank, world size): joins the process group when started by torchrun."""
+def _distributed_setup(device: torch.device) -> tuple[int, int]:
+    """(rank, world size): joins the process group when started by torchrun, with nccl for
+    a CUDA device and gloo otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return 0, 1
     import torch.distributed as dist
 
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), world_size
+
+
+def _distributed_teardown() -> None:
+    """Leave the process group, if this process joined one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _default_device(rank: int) -> torch.device:
@@ -882,8 +912,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--steps",
         type=int,
-        default=TrainConfig.steps,
-        help="optimisation steps (default %(default)s)",
+        default=None,
+        help=f"optimisation steps (default {TrainConfig.steps}; with --resume, the saved budget)",
     )
     train.add_argument(
         "--out", required=True, type=Path, help="checkpoint file to write"
@@ -963,15 +993,18 @@ def main(argv: list[str] | None = None) -> int:
             for line in translate(model, vocab, args.texts):
                 print(line)
             return 0
-        if args.resume and args.out.exists():
+        if (
+            args.resume and args.out.exists()
+        ):  # the checkpoint's settings; --steps may extend
             trainer = Trainer.resume(args.out, steps=args.steps)
         else:
+            steps = TrainConfig.steps if args.steps is None else args.steps
             config = TrainConfig(
                 task=args.task,
-                steps=args.steps,
+                steps=steps,
                 batch_size=args.batch_size,
                 lr=args.lr,
-                warmup=min(args.warmup, args.steps),
+                warmup=min(args.warmup, max(steps, 1)),
                 eval_every=args.eval_every,
                 seed=args.seed,
             )
@@ -984,13 +1017,26 @@ def main(argv: list[str] | None = None) -> int:
                 norm_first=args.norm_first,
             )
             trainer = Trainer(config, model_config)
+        start = trainer.step
         trainer.fit(out=args.out if trainer.rank == 0 else None)
-        if trainer.rank == 0:
+        if trainer.rank == 0 and trainer.step > start:
             print(f"{describe(trainer.history[-1])}; saved {args.out}")
+        elif trainer.rank == 0:
+            print(
+                f"nothing to train: {args.out} is at step {trainer.step} of {trainer.config.steps}"
+            )
         return 0
-    except (ValueError, TypeError, FileNotFoundError, OSError) as error:
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        OSError,
+        FloatingPointError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        _distributed_teardown()
 
 
 # %% [markdown]

@@ -160,6 +160,38 @@ def test_decoding_stops_at_end_token_and_pads(model):
     assert tokens.tolist() == [[2], [2], [2]]
 
 
+def test_decoders_never_emit_padding_or_the_start_token(model):
+    with torch.no_grad():
+        model.generator.bias[:2] += 5.0  # make padding and <s> the most likely tokens
+    src = ids((4, 6), 21)
+    try:
+        cached = greedy_decode(model, src, 1, 2, max_len=8)
+        assert torch.equal(
+            cached, greedy_decode(model, src, 1, 2, max_len=8, use_cache=False)
+        )
+        beam, _ = beam_search(model, src, 1, 2, beam_size=3, max_len=8)
+        for row in [*cached.tolist(), *beam.tolist()]:
+            body = row[: row.index(2) + 1] if 2 in row else row
+            assert 0 not in body and 1 not in body
+    finally:
+        with torch.no_grad():
+            model.generator.bias[:2] -= 5.0
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_from_torch_keeps_the_dtype(norm_first):
+    layer = nn.TransformerDecoderLayer(
+        D, H, F, batch_first=True, norm_first=norm_first
+    ).double()
+    ours = DecoderLayer.from_torch(layer.eval()).eval()
+    assert {p.dtype for p in ours.parameters()} == {torch.float64}
+    x, memory = (
+        seeded_randn(2, 3, D, seed=1).double(),
+        seeded_randn(2, 4, D, seed=2).double(),
+    )
+    torch.testing.assert_close(ours(x, memory), layer(x, memory))
+
+
 def test_greedy_pads_finished_rows(model):
     src = ids((4, 5), 12)
     out = greedy_decode(model, src, 1, 2, max_len=15)
@@ -172,7 +204,9 @@ def sequence_log_prob(model, src, tokens, start, pad):
     """Sum of log-probabilities of tokens (up to and with the end token) under teacher forcing."""
     tgt_in = torch.cat([torch.full((tokens.size(0), 1), start), tokens[:, :-1]], 1)
     with torch.no_grad():
-        log_probs = torch.log_softmax(model(src, tgt_in), -1)
+        logits = model(src, tgt_in)
+        logits[..., [pad, start]] = float("-inf")  # the decoders never generate these
+        log_probs = torch.log_softmax(logits, -1)
     picked = log_probs.gather(-1, tokens[..., None])[..., 0]
     return (picked * (tokens != pad)).sum(-1)
 

@@ -130,6 +130,18 @@ def test_stack_parity(batch, norm_first):
     torch.testing.assert_close(ours(x, pad), expected, atol=1e-5, rtol=1e-5)
 
 
+def test_from_torch_keeps_the_dtype(batch):
+    x, _ = batch
+    layer = nn.TransformerEncoderLayer(D, H, F, batch_first=True).double().eval()
+    ours = EncoderLayer.from_torch(layer).eval()
+    assert {p.dtype for p in ours.parameters()} == {torch.float64}
+    stack = Encoder.from_torch(
+        nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    )
+    assert {p.dtype for p in stack.parameters()} == {torch.float64}
+    torch.testing.assert_close(ours(x.double()), layer(x.double()))
+
+
 def test_stack_from_torch_refuses_mismatched_final_norm():
     layer = nn.TransformerEncoderLayer(D, H, F, batch_first=True, norm_first=True)
     with pytest.raises(

@@ -181,9 +181,13 @@ def test_noam_through_lambda_lr():
 
 
 def test_linear_schedule():
-    factor = linear_lambda(10, 100)
+    factor = linear_lambda(10, 100)  # steps counted from 0, as LambdaLR does
     assert factor(0) == 0.1 and factor(9) == 1.0
-    assert math.isclose(factor(54), 0.5) and factor(99) == 0.0 and factor(150) == 0.0
+    assert math.isclose(
+        factor(54), (100 - 55 + 1) / (100 - 10 + 1)
+    )  # step 55 of the decay
+    assert factor(99) > 0  # the last step of the budget still learns
+    assert factor(100) == 0.0 and factor(150) == 0.0
 
 
 # checkpoints and resume
@@ -207,6 +211,29 @@ def test_resume_is_bit_identical(tmp_path):
         strict=True,
     ):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
+
+
+def test_checkpoint_history_includes_its_own_step(tmp_path):
+    tiny(steps=6, eval_every=3).fit(progress=False, out=tmp_path / "c.pt", until=3)
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert state["step"] == 3 and [r["step"] for r in state["history"]] == [3]
+
+
+def test_resume_with_a_new_budget_uses_the_new_schedule_at_once(tmp_path):
+    trainer = tiny(steps=10)
+    trainer.fit(progress=False, out=tmp_path / "c.pt")
+    longer = Trainer.resume(tmp_path / "c.pt", steps=20, device="cpu")
+    expected = longer.config.lr * linear_lambda(3, 20)(10)
+    assert math.isclose(longer.optimizer.param_groups[0]["lr"], expected)
+
+
+def test_checkpoint_file_mode_follows_the_umask(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "c.pt", {"step": 1})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o644
 
 
 def test_checkpoint_holds_everything(tmp_path):
@@ -344,6 +371,28 @@ def test_cli_train_then_translate(tmp_path):
         "train", "--task", "copy", "--steps", "25", "--out", str(out), "--resume"
     )
     assert resumed.returncode == 0 and "step    25" in resumed.stdout, resumed.stderr
+    again = cli(
+        "train", "--task", "copy", "--out", str(out), "--resume"
+    )  # keeps the budget
+    assert again.returncode == 0 and "nothing to train" in again.stdout, again.stderr
+    assert load_checkpoint(out)["train_config"]["steps"] == 25
+
+
+def test_cli_reports_divergence_in_one_line(tmp_path):
+    args = ["--d-model", "32", "--d-ff", "64", "--batch-size", "8", "--eval-every", "0"]
+    result = cli(
+        "train",
+        "--task",
+        "copy",
+        "--steps",
+        "3",
+        "--out",
+        str(tmp_path / "x.pt"),
+        "--lr",
+        "1e30",
+        *args,
+    )
+    assert "training diverged" in one_line_error(result, 1)
 
 
 @pytest.mark.parametrize(
