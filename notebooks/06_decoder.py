@@ -76,8 +76,7 @@ from transformer_lite.encoder import (
     FeedForward,
     PositionalEncoding,
     TokenEmbedding,
-    _check_relu,
-    _copy_torch_sublayers,
+    _from_torch_layer,
 )
 from transformer_lite.masks import causal_mask, padding_mask
 from transformer_lite.multi_head import MultiHeadAttention
@@ -205,21 +204,8 @@ class DecoderLayer(nn.Module):
             raise TypeError(
                 f"expected nn.TransformerDecoderLayer, got {type(layer).__name__}"
             )
-        _check_relu(layer)
-        new = cls(
-            layer.self_attn.embed_dim,
-            layer.self_attn.num_heads,
-            layer.linear1.out_features,
-            dropout=layer.dropout.p,
-            norm_first=layer.norm_first,
-            eps=layer.norm1.eps,
-            bias=layer.linear1.bias is not None,
-        )
-        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
-        new.cross_attn = MultiHeadAttention.from_torch(layer.multihead_attn)
-        _copy_torch_sublayers(new, layer)
-        weight = layer.linear1.weight  # keep the PyTorch layer's device and dtype
-        return new.to(device=weight.device, dtype=weight.dtype).train(layer.training)
+        attentions = {"self_attn": "self_attn", "cross_attn": "multihead_attn"}
+        return _from_torch_layer(cls, layer, attentions)
 
 
 class Decoder(nn.Module):

@@ -152,40 +152,39 @@ class EncoderLayer(nn.Module):
             raise TypeError(
                 f"expected nn.TransformerEncoderLayer, got {type(layer).__name__}"
             )
-        _check_relu(layer)
-        new = cls(
-            layer.self_attn.embed_dim,
-            layer.self_attn.num_heads,
-            layer.linear1.out_features,
-            dropout=layer.dropout.p,
-            norm_first=layer.norm_first,
-            eps=layer.norm1.eps,
-            bias=layer.linear1.bias is not None,
-        )
-        new.self_attn = MultiHeadAttention.from_torch(layer.self_attn)
-        _copy_torch_sublayers(new, layer)
-        weight = layer.linear1.weight  # keep the PyTorch layer's device and dtype
-        return new.to(device=weight.device, dtype=weight.dtype).train(layer.training)
+        return _from_torch_layer(cls, layer, {"self_attn": "self_attn"})
 
 
-def _check_relu(layer: nn.Module) -> None:
-    """Refuse a PyTorch layer whose feed-forward activation is not ReLU (the paper's)."""
+def _from_torch_layer(
+    cls: type, layer: nn.Module, attentions: dict[str, str]
+) -> nn.Module:
+    """Build ``cls`` (EncoderLayer or DecoderLayer) with the sizes and weights of a PyTorch
+    transformer layer: each of our attentions from the named PyTorch one, linear1/2 into
+    ff.w_1/w_2, normN into normN; on the layer's device, in its dtype and mode."""
     activation = layer.activation
     if activation is not torch.nn.functional.relu and not isinstance(
         activation, nn.ReLU
     ):
         raise ValueError(f"only the ReLU activation is supported, got {activation}")
-
-
-def _copy_torch_sublayers(new: nn.Module, layer: nn.Module) -> None:
-    """Copy feed-forward weights and norms from a PyTorch transformer layer: linear1/2 to
-    ff.w_1/w_2, and normN to normN for every norm the two layers share."""
+    new = cls(
+        layer.self_attn.embed_dim,
+        layer.self_attn.num_heads,
+        layer.linear1.out_features,
+        dropout=layer.dropout.p,
+        norm_first=layer.norm_first,
+        eps=layer.norm1.eps,
+        bias=layer.linear1.bias is not None,
+    )
+    for ours, theirs in attentions.items():
+        setattr(new, ours, MultiHeadAttention.from_torch(getattr(layer, theirs)))
     with torch.no_grad():
         new.ff.w_1.load_state_dict(layer.linear1.state_dict())
         new.ff.w_2.load_state_dict(layer.linear2.state_dict())
         for name, norm in new.named_children():
             if name.startswith("norm"):
                 norm.load_state_dict(getattr(layer, name).state_dict())
+    weight = layer.linear1.weight  # keep the PyTorch layer's device and dtype
+    return new.to(device=weight.device, dtype=weight.dtype).train(layer.training)
 
 
 class Encoder(nn.Module):
