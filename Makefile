@@ -10,7 +10,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 TRAINING := notebooks/07_train.ipynb
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 
-.PHONY: help setup export check lint format sync execute test test-unit test-notebooks book lab clean
+.PHONY: help setup export check lint format sync execute test test-unit test-notebooks book bench bench-record lab clean
 
 help:
 	@echo "make book      build the HTML book into _build/html (sets up .venv first)"
@@ -21,6 +21,8 @@ help:
 	@echo "make export    write transformer_lite/ from the notebooks' export cells"
 	@echo "make format    ruff-format the notebooks, tools and tests, keeping the pairs in sync"
 	@echo "make check     fast: package and .py pairs agree with the notebooks; ruff is clean"
+	@echo "make bench     benchmarks against PyTorch's own modules (minutes); JSON in _build/bench/"
+	@echo "make bench-record  the same plus make test/book wall times, into benchmarks/results/"
 
 setup: $(STAMP)
 
@@ -45,7 +47,7 @@ lint: check
 # sync first, so edits made in a .py reach its notebook before ruff rewrites the notebook
 format: $(STAMP)
 	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
-	$(BIN)/ruff format $(NOTEBOOKS) tools tests book
+	$(BIN)/ruff format $(NOTEBOOKS) tools tests book benchmarks
 	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
 
 sync: $(STAMP)
@@ -91,6 +93,14 @@ test-notebooks: $(STAMP)
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
+
+# Benchmarks: ratios against PyTorch's modules measured in the same run (never a timed test).
+# bench-record rewrites the run the book's Performance appendix reads; re-execute that page after.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks --out _build/bench/results.json
+
+bench-record: $(STAMP)
+	$(BIN)/python -m benchmarks --wall --out benchmarks/results/cpu.json
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks

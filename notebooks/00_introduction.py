@@ -24,7 +24,7 @@
 #
 # Because the RNN's state at step $t$ needs the state at step $t-1$. This page makes that sentence concrete with the
 # paper's Table 1 and three measurements on this machine. (The later chapters build the Transformer itself; nothing
-# here depends on them except chapter 2's attention function.)
+# here depends on them except chapter 1's timer and chapter 2's attention function.)
 #
 # (intro-table1)=
 # ## The paper's Table 1
@@ -49,13 +49,18 @@
 # The three measurements below back the last two columns, and the trade-off in the first.
 
 # %%
-import time
+import statistics
 
 import matplotlib.pyplot as plt
 import torch
 from torch.overrides import TorchFunctionMode
 
-from transformer_lite import get_device, scaled_dot_product_attention, seeded_randn
+from transformer_lite import (
+    get_device,
+    scaled_dot_product_attention,
+    seeded_randn,
+    time_calls,
+)
 
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)
@@ -127,24 +132,10 @@ for length in [8, 32, 128, 512]:
 #
 # Now the clock, at width $d = 256$ and for sequences up to that length ($n \le d$, where Table 1's first column says
 # self-attention also does less arithmetic: $n^2 d$ against $n d^2$). The recurrent layer's steps are small and must
-# run one after another; self-attention's work is one batched operation. On this page's machine (your numbers will
-# differ; the printed timings are not checked by the tests):
+# run one after another; self-attention's work is one batched operation. Both are timed in turns with chapter 1's
+# `time_calls`. On this page's machine (your numbers will differ; the printed timings are not checked by the tests):
 
 # %% tags=["nbval-ignore-output"]
-def median_ms(fn, repeats: int = 5) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return 1e3 * sorted(times)[len(times) // 2]
-
-
 width = 256
 W_wide = seeded_randn(width, width, seed=4, device=device) / width**0.5
 U_wide = seeded_randn(width, width, seed=5, device=device) / width**0.5
@@ -153,8 +144,11 @@ rnn_ms, attention_ms = [], []
 with torch.no_grad():
     for length in lengths:
         x = seeded_randn(16, length, width, seed=length, device=device)
-        rnn_ms.append(median_ms(lambda: rnn(x, W_wide, U_wide)))
-        attention_ms.append(median_ms(lambda: self_attention(x)))
+        rnn_times, attention_times = time_calls(
+            lambda: rnn(x, W_wide, U_wide), lambda: self_attention(x)
+        )
+        rnn_ms.append(1e3 * statistics.median(rnn_times))
+        attention_ms.append(1e3 * statistics.median(attention_times))
 for length, r, a in zip(lengths, rnn_ms, attention_ms, strict=True):
     print(f"n={length:4d}: RNN {r:7.2f} ms   self-attention {a:6.2f} ms")
 

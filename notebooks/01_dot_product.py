@@ -38,6 +38,9 @@
 # Cells marked `export` (see the notebook's cell tags) become the module `transformer_lite/dot_product.py`.
 
 # %% tags=["export"]
+import time
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -83,7 +86,7 @@ def seeded_randint(
 
 
 # %%
-import time
+import statistics
 
 import matplotlib.pyplot as plt
 import torch.nn.functional as F
@@ -434,25 +437,54 @@ torch.testing.assert_close(loop_out, matrix_out)
 print("loop and matrix form agree; weights:", tuple(matrix_weights.shape))
 
 
-# %%
-def median_seconds(fn, repeats: int = 5) -> float:
-    """Median wall time of fn() after one warm-up call (waiting for the GPU, if any)."""
-    fn()
-    times = []
+# %% [markdown]
+# To time two pieces of code fairly on a busy machine, run them in turns (first, second, first, second, ...) so a slow
+# moment hits both alike, and compare medians: one call that stalls does not move a median. `time_calls` does that,
+# and it waits for the GPU around each call, because GPU work runs after Python returns. It is exported: the
+# introduction and the benchmarks (`python -m benchmarks`, see the Performance appendix) time everything with it.
+
+# %% tags=["export"]
+def time_calls(
+    *fns: Callable[[], object], repeats: int = 5, warmup: int = 1
+) -> list[list[float]]:
+    """Wall-clock seconds of each ``fn()``, ``repeats`` times each, after ``warmup`` calls.
+
+    The functions take turns (f, g, f, g, ...), so a slow moment of the machine falls on
+    all of them alike. A GPU is synchronised before and after every call.
+
+    Returns one list of ``repeats`` times per function, in the order given.
+    """
+    if not fns:
+        raise ValueError("time_calls needs at least one function to time")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+
+    def sync() -> None:
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+        for fn, record in zip(fns, times, strict=True):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            record.append(time.perf_counter() - start)
+    return times
 
 
 # %% tags=["nbval-ignore-output"]
-loop_s = median_seconds(lambda: attention_one_query_at_a_time(x, x, x))
-matrix_s = median_seconds(lambda: dot_product_attention(x, x, x))
+loop_times, matrix_times = time_calls(
+    lambda: attention_one_query_at_a_time(x, x, x),
+    lambda: dot_product_attention(x, x, x),
+)
+loop_s, matrix_s = statistics.median(loop_times), statistics.median(matrix_times)
 print(
     f"L={L}: loop over positions {loop_s * 1e3:.1f} ms, "
     f"one matrix product {matrix_s * 1e3:.2f} ms, {loop_s / matrix_s:.0f}× faster"
@@ -506,10 +538,12 @@ with torch.no_grad():
         batch = (
             seeded_randn(16, length, d_model, seed=length, device=device) / d_model**0.5
         )
-        rnn_ms.append(1e3 * median_seconds(lambda: wide_rnn(batch)))
-        attention_ms.append(
-            1e3 * median_seconds(lambda: dot_product_attention(batch, batch, batch))
+        rnn_times, attention_times = time_calls(
+            lambda: wide_rnn(batch),
+            lambda: dot_product_attention(batch, batch, batch),
         )
+        rnn_ms.append(1e3 * statistics.median(rnn_times))
+        attention_ms.append(1e3 * statistics.median(attention_times))
 for length, r, a in zip(lengths, rnn_ms, attention_ms, strict=True):
     print(f"L={length:5d}: RNN {r:7.2f} ms  attention {a:7.2f} ms  ratio {r / a:5.1f}")
 
@@ -608,6 +642,7 @@ plt.show()
 # | `check_qkv(query, key, value)` | a clear error when query, key and value cannot be attended together |
 # | `dot_product_attention(query, key, value)` | softmax(QKᵀ)V for all queries at once; returns output and weights |
 # | `plot_attention(weights, query_tokens, key_tokens)` | a score or weight matrix as a labelled heatmap |
+# | `time_calls(*fns, repeats=5, warmup=1)` | wall times of several functions, run in turns, waiting for the GPU |
 #
 # Next: chapter 2 asks what happens to these scores when the vectors have 512 features instead of 4, and why the
 # paper divides by $\sqrt{d_k}$.

@@ -238,13 +238,22 @@ for i, d_k in enumerate([16, 64, 256, 1024]):
 #   (True = blocked).
 # - **`dropout`**: the probability of zeroing a weight (the paper applies dropout to the attention weights during
 #   training). Pass 0 or `None` in evaluation.
+#
+# Two choices here are about speed, not meaning. The factor multiplies the queries before the product rather than
+# the scores after it: the same numbers, but $L_q \times d_k$ multiplications instead of $L_q \times L_k$, and one
+# fewer $(L_q, L_k)$ tensor. And the softmax is PyTorch's `torch.softmax` instead of chapter 1's: the same function
+# (the test below checks it against chapter 1's), computed in one pass over the scores, where ours makes six passes
+# and keeps several $(L_q, L_k)$ intermediates alive for the backward pass. The benchmark in the
+# {ref}`Performance appendix <perf-attention>` measured what that was worth: from $L = 512$ on, about a third of the
+# time and less than half the memory of the version built on chapter 1's softmax. `torch.softmax` turns a row that is $-\infty$ everywhere
+# into NaN (0/0), so rows with nothing to attend to are set to zero afterwards, keeping chapter 1's rule.
 
 # %% tags=["export"]
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from transformer_lite.dot_product import check_qkv, softmax
+from transformer_lite.dot_product import check_qkv
 
 
 def check_mask(mask: Tensor, scores_shape: torch.Size | tuple[int, ...]) -> None:
@@ -282,7 +291,7 @@ def scaled_dot_product_attention(
     dropout: float | None = None,
     scale: float | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """softmax(Q Kᵀ / √d_k) V, written out: matmul, scale, mask, softmax, dropout, matmul.
+    """softmax(Q Kᵀ / √d_k) V, written out: scale, matmul, mask, softmax, dropout, matmul.
 
     Args:
         mask: bool, True = may attend (the rule of ``F.scaled_dot_product_attention``;
@@ -301,11 +310,13 @@ def scaled_dot_product_attention(
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
     scale = query.size(-1) ** -0.5 if scale is None else scale
-    scores = (query @ key.transpose(-2, -1)) * scale  # (..., Lq, Lk)
+    scores = (query * scale) @ key.transpose(-2, -1)  # (..., Lq, Lk)
     if mask is not None:
         check_mask(mask, scores.shape)
         scores = scores.masked_fill(~mask, float("-inf"))  # blocked keys get weight 0
-    weights = softmax(scores, dim=-1)  # (..., Lq, Lk)
+    weights = torch.softmax(scores, dim=-1)  # (..., Lq, Lk)
+    if mask is not None:  # a query that may attend to nothing: zero weights, not NaN
+        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     if dropout:
         weights = F.dropout(weights, p=dropout)
     return weights @ value, weights  # (..., Lq, Dv)
@@ -347,13 +358,19 @@ assert (weights.masked_select(~empty_row.expand_as(weights)) == 0).all()
 # %% [markdown]
 # The written-out version and PyTorch's agree within $10^{-6}$ in all three cases. Blocked keys get weight exactly
 # 0, and the query with nothing to attend to gets zero weights and a zero output, as in PyTorch, rather than the NaN
-# a plain softmax over a row of $-\infty$ would give. With `scale=1.0` it is chapter 1's unscaled attention:
+# a plain softmax over a row of $-\infty$ would give. With `scale=1.0` it is chapter 1's unscaled attention, and
+# its weights are exactly what chapter 1's `softmax` makes of the masked, scaled scores:
 
 # %%
 torch.testing.assert_close(
     scaled_dot_product_attention(q, k, v, scale=1.0)[0],
     dot_product_attention(q, k, v)[0],
 )
+_, weights = scaled_dot_product_attention(q, k, v, mask=empty_row)
+scores = (q @ k.transpose(-2, -1) / Dk**0.5).masked_fill(~empty_row, float("-inf"))
+torch.testing.assert_close(
+    weights, softmax(scores)
+)  # chapter 1's softmax, empty row too
 
 # %% [markdown]
 # And inputs that cannot work are refused with a message that says why:

@@ -274,8 +274,9 @@ plt.show()
 # row of $-\infty$ computes $0/0$: NaN, and one NaN spreads through the whole network in the next layer.
 #
 # We decided what such a row returns: **all-zero weights and a zero output**, the same as PyTorch's
-# `F.scaled_dot_product_attention`. Our softmax (chapter 1) guards for it. Here are the three behaviours you will meet
-# in the wild, on a batch whose second sentence is all padding:
+# `F.scaled_dot_product_attention`. Chapter 1's softmax guards for it, and chapter 2's attention sets such rows to
+# zero after its softmax. Here are the three behaviours you will meet in the wild, on a batch whose second sentence
+# is all padding:
 
 # %%
 tokens = torch.tensor(

@@ -11,6 +11,7 @@ from transformer_lite import (
     get_device,
     seeded_randn,
     softmax,
+    time_calls,
 )
 
 
@@ -139,3 +140,37 @@ def test_plot_attention_checks_labels():
         ValueError, match=r"shape \(2, 2\) do not fit 3 query tokens and 2 key"
     ):
         plot_attention(torch.eye(2), ["a", "b", "c"], ["c", "d"])
+
+
+def test_time_calls_takes_turns_after_warmup():
+    calls = []
+    times = time_calls(
+        lambda: calls.append("f"), lambda: calls.append("g"), repeats=3, warmup=2
+    )
+    assert calls == ["f", "g"] * 5  # 2 warm-up rounds, then 3 timed rounds, in turns
+    assert [len(t) for t in times] == [3, 3]
+    assert all(s >= 0 for t in times for s in t)
+
+
+def test_time_calls_measures_time():
+    import time
+
+    (slow,), (fast,) = (
+        time_calls(lambda: time.sleep(0.02), repeats=1, warmup=0),
+        time_calls(lambda: None, repeats=1, warmup=0),
+    )
+    assert slow[0] >= 0.02 > fast[0]
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((), {}, "at least one function"),
+        ((print,), {"repeats": 0}, "repeats must be a positive int"),
+        ((print,), {"warmup": -1}, "warmup must be an int >= 0"),
+        ((print,), {"repeats": 2.5}, "repeats must be a positive int"),
+    ],
+)
+def test_time_calls_refuses_bad_arguments(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        time_calls(*args, **kwargs)

@@ -21,6 +21,7 @@ from .dot_product import (
     seeded_randint,
     seeded_randn,
     softmax,
+    time_calls,
 )
 from .encoder import (
     Encoder,
@@ -78,6 +79,7 @@ __all__ = [
     "softmax",
     "check_qkv",
     "dot_product_attention",
+    "time_calls",
     "check_mask",
     "scaled_dot_product_attention",
     "padding_mask",

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from transformer_lite.dot_product import check_qkv, softmax
+from transformer_lite.dot_product import check_qkv
 
 
 def check_mask(mask: Tensor, scores_shape: torch.Size | tuple[int, ...]) -> None:
@@ -42,7 +42,7 @@ def scaled_dot_product_attention(
     dropout: float | None = None,
     scale: float | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """softmax(Q Kᵀ / √d_k) V, written out: matmul, scale, mask, softmax, dropout, matmul.
+    """softmax(Q Kᵀ / √d_k) V, written out: scale, matmul, mask, softmax, dropout, matmul.
 
     Args:
         mask: bool, True = may attend (the rule of ``F.scaled_dot_product_attention``;
@@ -61,11 +61,13 @@ def scaled_dot_product_attention(
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
     scale = query.size(-1) ** -0.5 if scale is None else scale
-    scores = (query @ key.transpose(-2, -1)) * scale  # (..., Lq, Lk)
+    scores = (query * scale) @ key.transpose(-2, -1)  # (..., Lq, Lk)
     if mask is not None:
         check_mask(mask, scores.shape)
         scores = scores.masked_fill(~mask, float("-inf"))  # blocked keys get weight 0
-    weights = softmax(scores, dim=-1)  # (..., Lq, Lk)
+    weights = torch.softmax(scores, dim=-1)  # (..., Lq, Lk)
+    if mask is not None:  # a query that may attend to nothing: zero weights, not NaN
+        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
     if dropout:
         weights = F.dropout(weights, p=dropout)
     return weights @ value, weights  # (..., Lq, Dv)

@@ -453,8 +453,10 @@ class Trainer:
                 self.model, device_ids=ids
             )
         lr = config.lr
+        # fused: one kernel updates every parameter (the default loops over them, about
+        # 4x slower on a CPU; see the Performance appendix)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9
+            self.model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, fused=True
         )
         if config.schedule == "noam":
             factor = noam_lambda(self.model_config.d_model, config.warmup)
