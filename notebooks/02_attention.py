@@ -244,8 +244,8 @@ for i, d_k in enumerate([16, 64, 256, 1024]):
 # fewer $(L_q, L_k)$ tensor. And the softmax is PyTorch's `torch.softmax` instead of chapter 1's: the same function
 # (the test below checks it against chapter 1's), computed in one pass over the scores, where ours makes six passes
 # and keeps several $(L_q, L_k)$ intermediates alive for the backward pass. The benchmark in the
-# {ref}`Performance appendix <perf-attention>` measured what that was worth: from $L = 512$ on, about a third of the
-# time and less than half the memory of the version built on chapter 1's softmax. `torch.softmax` turns a row that is $-\infty$ everywhere
+# {ref}`Performance appendix <perf-attention>` measured what that was worth: from $L = 512$ on, a third of the time
+# or less, and half the memory or less, of the version built on chapter 1's softmax. `torch.softmax` turns a row that is $-\infty$ everywhere
 # into NaN (0/0), so rows with nothing to attend to are set to zero afterwards, keeping chapter 1's rule.
 
 # %% tags=["export"]
