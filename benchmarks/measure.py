@@ -33,7 +33,7 @@ class Timing:
         return asdict(self)
 
 
-def time_both(
+def time_in_turns(
     *fns: Callable[[], object], repeats: int, warmup: int = 1
 ) -> list[Timing]:
     """Each function's Timing; the functions run in turns (see ``time_calls``)."""

@@ -26,7 +26,7 @@ from benchmarks.measure import (
     available_bytes,
     breakdown_ms,
     peak_mib,
-    time_both,
+    time_in_turns,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def matmul(settings: Settings) -> dict:
     for n in [512] if settings.quick else [512, 1024, 2048]:
         a = _randn(n, n, seed=1, settings=settings).to(dtype)
         b = _randn(n, n, seed=2, settings=settings).to(dtype)
-        (timing,) = time_both(lambda a=a, b=b: a @ b, repeats=settings.repeats)
+        (timing,) = time_in_turns(lambda a=a, b=b: a @ b, repeats=settings.repeats)
         gflops = 2 * n**3 / timing.median / 1e9
         rows.append({"n": n, "seconds": timing.as_dict(), "gflops": gflops})
         print(f"  matmul {n:5d}²  {_ms(timing)}  {gflops:7.1f} GFLOP/s")
@@ -106,7 +106,7 @@ def _compare(
 ) -> dict:
     """Time the sides in turns, then measure each one's peak memory; ``time_ratio`` is
     ours / torch (below 1: transformer_lite is faster)."""
-    timings = time_both(*sides.values(), repeats=settings.repeats)
+    timings = time_in_turns(*sides.values(), repeats=settings.repeats)
     row = {}
     for (name, run), timing in zip(sides.items(), timings, strict=True):
         row[name] = {
@@ -306,7 +306,7 @@ def training(settings: Settings, ceiling_gflops: float | None) -> dict:
             "ours": _training_step(ours, src, tgt_in, tgt_out, settings),
             "torch": _training_step(theirs, src, tgt_in, tgt_out, settings),
         }
-        ours_t, theirs_t = time_both(
+        ours_t, theirs_t = time_in_turns(
             *steps.values(), repeats=settings.repeats, warmup=2
         )
         tokens = c["batch"] * c["length"]
@@ -395,7 +395,7 @@ def decoding(settings: Settings) -> dict:
                 raise AssertionError(
                     "cached and recomputed decoding made different tokens"
                 )
-            cached, recomputed = time_both(
+            cached, recomputed = time_in_turns(
                 decode[True], decode[False], repeats=settings.repeats
             )
         speedup = recomputed.median / cached.median
