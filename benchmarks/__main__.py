@@ -81,9 +81,13 @@ def goals(results: dict) -> list[dict]:
             )
     test = results.get("wall", {}).get("make test")
     if test:
-        seconds = test["seconds"]
+        seconds, passed = test["seconds"], test["exit_code"] == 0
         goal(
-            "make test <= 5 minutes", seconds, seconds <= 300, f"{seconds / 60:.1f} min"
+            "make test <= 5 minutes (and passes)",
+            seconds,
+            passed and seconds <= 300,
+            f"{seconds / 60:.1f} min"
+            + ("" if passed else f", exit code {test['exit_code']}"),
         )
     return found
 
@@ -152,6 +156,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--device cuda: this machine has no CUDA device")
     if args.out.exists() and args.out.is_dir():
         parser.error(f"--out {args.out} is a directory; give a file name")
+    folder = next((p for p in args.out.absolute().parents if p.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
+        parser.error(f"--out {args.out}: cannot create or write files under {folder}")
     return args
 
 

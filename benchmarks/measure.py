@@ -2,6 +2,7 @@
 call, the machine line, and the fp32 matmul ceiling."""
 
 import datetime
+import gc
 import os
 import platform
 import statistics
@@ -52,14 +53,21 @@ def peak_mib(
     the profiler records every allocation and free during the call, and the peak is the
     largest running sum. Either way the caller's tensors that exist beforehand are not
     counted; tensors the call creates and keeps (e.g. new ``.grad``) are.
+
+    ``before()``, if given, runs first, outside the measurement: it must free what the
+    call would otherwise free at its start (e.g. the previous run's gradients), or the
+    freed memory would be subtracted from the call's own.
     """
+    if before is not None:
+        before()
+    gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
+        start = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         fn()
         torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / MiB
+        return (torch.cuda.max_memory_allocated() - start) / MiB
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [

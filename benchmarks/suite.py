@@ -186,7 +186,12 @@ def multi_head(settings: Settings) -> dict:
         sides = {
             name: _fwd_bwd(fn, [x, *params], settings) for name, fn in sides.items()
         }
-        rows.append({"L": length} | _compare(sides, settings, f"L={length}"))
+        row = {"L": length} | _compare(sides, settings, f"L={length}")
+        if settings.device.type == "cpu":  # where each side's time goes
+            for name, run in sides.items():
+                run.clear()
+                row[name]["profile_ms"] = breakdown_ms(run)
+        rows.append(row)
     return {"batch": BATCH, "heads": HEADS, "d_model": d_model, "rows": rows}
 
 
@@ -391,23 +396,30 @@ def decoding(settings: Settings) -> dict:
         }
         with settings.autocast():
             cached_tokens, recomputed_tokens = decode[True](), decode[False]()
-            if not torch.equal(cached_tokens, recomputed_tokens):
+            if cached_tokens.shape != (batch, new_tokens):
+                raise AssertionError(
+                    f"expected {new_tokens} new tokens per row, got {cached_tokens.shape}"
+                )
+            same_tokens = torch.equal(cached_tokens, recomputed_tokens)
+            if not same_tokens:
                 raise AssertionError(
                     "cached and recomputed decoding made different tokens"
                 )
             cached, recomputed = time_in_turns(
                 decode[True], decode[False], repeats=settings.repeats
             )
+            # why a step costs what it costs: how many ATen operations run per new
+            # token, and the time per operation that makes
+            ops = {
+                use_cache: count_ops(decode[use_cache]) for use_cache in (True, False)
+            }
         speedup = recomputed.median / cached.median
-        # why a step costs what it costs: how many ATen operations run per new token,
-        # and the time per operation that makes
-        ops = {use_cache: count_ops(decode[use_cache]) for use_cache in (True, False)}
         rows.append(
             {
                 "config": name,
                 "batch": batch,
-                "new_tokens": new_tokens,
-                "same_tokens": True,
+                "new_tokens": cached_tokens.size(1),
+                "same_tokens": same_tokens,
                 "cached": {
                     "seconds": cached.as_dict(),
                     "ops_per_token": ops[True] / new_tokens,

@@ -438,8 +438,8 @@ print("loop and matrix form agree; weights:", tuple(matrix_weights.shape))
 
 
 # %% [markdown]
-# To time two pieces of code fairly on a busy machine, run them in turns (first, second, first, second, ...) so a slow
-# moment hits both alike, and compare medians: one call that stalls does not move a median. `time_calls` does that,
+# To time two pieces of code fairly on a busy machine, run them in turns (first, second, then second, first, ...) so
+# a slow moment hits both alike, and compare medians: one call that stalls does not move a median. `time_calls` does that,
 # and it waits for the GPU around each call, because GPU work runs after Python returns. It is exported: the
 # introduction and the benchmarks (`python -m benchmarks`, see the Performance appendix) time everything with it.
 
@@ -449,8 +449,9 @@ def time_calls(
 ) -> list[list[float]]:
     """Wall-clock seconds of each ``fn()``, ``repeats`` times each, after ``warmup`` calls.
 
-    The functions take turns (f, g, f, g, ...), so a slow moment of the machine falls on
-    all of them alike. A GPU is synchronised before and after every call.
+    The functions take turns, in alternating order (f, g, then g, f, ...), so a slow
+    moment of the machine falls on all of them alike and none always runs after another.
+    A GPU is synchronised before and after every call.
 
     Returns one list of ``repeats`` times per function, in the order given.
     """
@@ -469,8 +470,9 @@ def time_calls(
         for fn in fns:
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, record in zip(fns, times, strict=True):
+    for round_ in range(repeats):
+        turns = list(zip(fns, times, strict=True))
+        for fn, record in turns if round_ % 2 == 0 else reversed(turns):
             sync()
             start = time.perf_counter()
             fn()

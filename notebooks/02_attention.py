@@ -240,13 +240,17 @@ for i, d_k in enumerate([16, 64, 256, 1024]):
 #   training). Pass 0 or `None` in evaluation.
 #
 # Two choices here are about speed, not meaning. The factor multiplies the queries before the product rather than
-# the scores after it: the same numbers, but $L_q \times d_k$ multiplications instead of $L_q \times L_k$, and one
-# fewer $(L_q, L_k)$ tensor. And the softmax is PyTorch's `torch.softmax` instead of chapter 1's: the same function
-# (the test below checks it against chapter 1's), computed in one pass over the scores, where ours makes six passes
-# and keeps several $(L_q, L_k)$ intermediates alive for the backward pass. The benchmark in the
-# {ref}`Performance appendix <perf-attention>` measured what that was worth: from $L = 512$ on, a third of the time
-# or less, and half the memory or less, of the version built on chapter 1's softmax. `torch.softmax` turns a row that is $-\infty$ everywhere
-# into NaN (0/0), so rows with nothing to attend to are set to zero afterwards, keeping chapter 1's rule.
+# the scores after it: the same function (equal up to rounding), but $L_q \times d_k$ multiplications instead of
+# $L_q \times L_k$, and one fewer $(L_q, L_k)$ tensor. And the softmax is PyTorch's `torch.softmax` instead of
+# chapter 1's: the same function (checked below against chapter 1's), computed in one pass over the scores, where
+# ours makes five (maximum, subtract, exponentiate, sum, divide) and keeps three $(L_q, L_k)$ tensors alive for the
+# backward pass. The benchmark in the {ref}`Performance appendix <perf-attention>` measured what that was worth:
+# from $L = 512$ on, about a third of the time or less, and about half the memory or less, of the version built on
+# chapter 1's softmax.
+#
+# `torch.softmax` of a row that is $-\infty$ everywhere computes $0/0$ = NaN. So a query that may attend to nothing
+# keeps its (finite) scores through the softmax, and its weights are set to zero afterwards: chapter 1's rule, with
+# no NaN anywhere, not even inside the backward pass.
 
 # %% tags=["export"]
 import torch
@@ -313,10 +317,13 @@ def scaled_dot_product_attention(
     scores = (query * scale) @ key.transpose(-2, -1)  # (..., Lq, Lk)
     if mask is not None:
         check_mask(mask, scores.shape)
-        scores = scores.masked_fill(~mask, float("-inf"))  # blocked keys get weight 0
+        # a query that may attend to nothing keeps its finite scores here, and gets zero
+        # weights below: a row of -inf would make the softmax compute 0/0 = NaN
+        empty = ~mask.any(dim=-1, keepdim=True)
+        scores = scores.masked_fill(~mask & ~empty, float("-inf"))  # blocked: weight 0
     weights = torch.softmax(scores, dim=-1)  # (..., Lq, Lk)
-    if mask is not None:  # a query that may attend to nothing: zero weights, not NaN
-        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+    if mask is not None:
+        weights = weights.masked_fill(empty, 0.0)
     if dropout:
         weights = F.dropout(weights, p=dropout)
     return weights @ value, weights  # (..., Lq, Dv)

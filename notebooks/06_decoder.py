@@ -830,19 +830,17 @@ base = (
     make_model(1000, 1000, n_layers=2).to(device).eval()
 )  # d_model 512, 8 heads, d_ff 2048
 sentence = seeded_randint(3, 1000, 1, 32, seed=7, device=device)
-# end_id=-1 is no token: every run generates exactly 64
-cached, recomputed = (
-    statistics.median(times)
-    for times in time_calls(
-        *(
-            lambda use_cache=use_cache: greedy_decode(
-                base, sentence, start_id=1, end_id=-1, max_len=64, use_cache=use_cache
-            )
-            for use_cache in (True, False)
-        ),
-        repeats=3,
+
+
+def generate(use_cache: bool) -> torch.Tensor:
+    return greedy_decode(
+        base, sentence, start_id=1, end_id=-1, max_len=64, use_cache=use_cache
     )
-)
+
+
+assert generate(True).shape == (1, 64)  # end_id=-1 is no token: always 64 tokens
+times = time_calls(lambda: generate(True), lambda: generate(False), repeats=3)
+cached, recomputed = (statistics.median(t) for t in times)
 print(
     f"64 tokens with the cache: {cached:.2f} s, recomputing: {recomputed:.2f} s, "
     f"{recomputed / cached:.1f}× faster with the cache"

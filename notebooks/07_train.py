@@ -1046,8 +1046,11 @@ def main(argv: list[str] | None = None) -> int:
 #
 # Random strings of 4 to 12 symbols over `a`–`j`, and the target is the same string. Strings whose symbols add up to a
 # multiple of 10 are never used in training; the test set is made only of those. A correct pipeline learns this in
-# a few hundred steps. (The training log is the one output the tests do not compare: its timings change from run to
-# run. The accuracy is checked by the `assert` after it.)
+# a few hundred steps, though not in a straight line: the held-out score can drop for a while in mid-run (the log
+# shows it), and it settles only as the learning rate decays at the end of the budget. With 800 steps, the run
+# that built this book was above 99% from step 600 and copied every string at the end. (The training log is the one
+# output the tests do not compare: its timings change from run to run. The accuracy is checked by the `assert`
+# after it.)
 
 # %% tags=["nbval-ignore-output"]
 copy_trainer = Trainer(

@@ -156,3 +156,20 @@ def test_mask_that_does_not_broadcast_is_refused():
 def test_mask_must_be_a_tensor():
     with pytest.raises(TypeError, match="mask must be a bool tensor, got list"):
         check_mask([[True]], (1, 1))
+
+
+def test_query_with_nothing_to_attend_to_makes_no_nan_even_inside_autograd():
+    q, k, v = (seeded_randn(2, 3, 4, 8, seed=s).requires_grad_() for s in (1, 2, 3))
+    mask = seeded_randn(2, 1, 4, 4, seed=4) > 0
+    mask[0, 0, 1] = False  # query 1 of the first sequence may attend to nothing
+    mask[1, 0, :, 0] = True
+    mask[0, 0, [0, 2, 3], 0] = True
+    # anomaly mode raises if any backward function returns NaN, even one masked out later
+    with torch.autograd.detect_anomaly():
+        out, weights = scaled_dot_product_attention(q, k, v, mask=mask)
+        out.sum().backward()
+    assert (weights[0, :, 1] == 0).all() and (out[0, :, 1] == 0).all()
+    assert all(t.grad.isfinite().all() for t in (q, k, v))
+    torch.testing.assert_close(
+        out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    )

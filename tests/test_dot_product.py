@@ -147,7 +147,8 @@ def test_time_calls_takes_turns_after_warmup():
     times = time_calls(
         lambda: calls.append("f"), lambda: calls.append("g"), repeats=3, warmup=2
     )
-    assert calls == ["f", "g"] * 5  # 2 warm-up rounds, then 3 timed rounds, in turns
+    # 2 warm-up rounds, then 3 timed rounds in turns, the order reversed every other round
+    assert calls == ["f", "g"] * 2 + ["f", "g", "g", "f", "f", "g"]
     assert [len(t) for t in times] == [3, 3]
     assert all(s >= 0 for t in times for s in t)
 

@@ -64,10 +64,13 @@ def scaled_dot_product_attention(
     scores = (query * scale) @ key.transpose(-2, -1)  # (..., Lq, Lk)
     if mask is not None:
         check_mask(mask, scores.shape)
-        scores = scores.masked_fill(~mask, float("-inf"))  # blocked keys get weight 0
+        # a query that may attend to nothing keeps its finite scores here, and gets zero
+        # weights below: a row of -inf would make the softmax compute 0/0 = NaN
+        empty = ~mask.any(dim=-1, keepdim=True)
+        scores = scores.masked_fill(~mask & ~empty, float("-inf"))  # blocked: weight 0
     weights = torch.softmax(scores, dim=-1)  # (..., Lq, Lk)
-    if mask is not None:  # a query that may attend to nothing: zero weights, not NaN
-        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+    if mask is not None:
+        weights = weights.masked_fill(empty, 0.0)
     if dropout:
         weights = F.dropout(weights, p=dropout)
     return weights @ value, weights  # (..., Lq, Dv)

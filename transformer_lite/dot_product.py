@@ -163,8 +163,9 @@ def time_calls(
 ) -> list[list[float]]:
     """Wall-clock seconds of each ``fn()``, ``repeats`` times each, after ``warmup`` calls.
 
-    The functions take turns (f, g, f, g, ...), so a slow moment of the machine falls on
-    all of them alike. A GPU is synchronised before and after every call.
+    The functions take turns, in alternating order (f, g, then g, f, ...), so a slow
+    moment of the machine falls on all of them alike and none always runs after another.
+    A GPU is synchronised before and after every call.
 
     Returns one list of ``repeats`` times per function, in the order given.
     """
@@ -183,8 +184,9 @@ def time_calls(
         for fn in fns:
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, record in zip(fns, times, strict=True):
+    for round_ in range(repeats):
+        turns = list(zip(fns, times, strict=True))
+        for fn, record in turns if round_ % 2 == 0 else reversed(turns):
             sync()
             start = time.perf_counter()
             fn()
