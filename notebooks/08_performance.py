@@ -349,8 +349,10 @@ for r in training:
 # modules multiply the transposed, sequence-first views of section 3 (six attention modules per step in the small
 # model, eighteen in the base model). It also turns the bool masks into float masks inside every attention call.
 #
-# The base model spends most of its step in matrix products of a good size and reaches about half of the ceiling;
-# dropout's random numbers are the largest part of the rest. The small model's matrices are small: a product of a
+# The base model spends most of its step in matrix products of a good size and reaches about half of the ceiling,
+# right at the goal of 50%: whether a run lands above or below it depends as much on the ceiling, the best of three
+# matmul medians that moves by several percent from run to run, as on the step. Dropout's random numbers are the
+# largest part of the rest of the step. The small model's matrices are small: a product of a
 # (2048 × 128) by a (128 × 128) matrix runs far below the ceiling, and dropout weighs more.
 #
 # Two costs the profiler showed are the same for both models, and what was done about them:
