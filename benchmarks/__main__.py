@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -61,10 +62,7 @@ def goals(results: dict) -> list[dict]:
         if len(long) >= 2:
             xs = [math.log(r["L"]) for r in long]
             ys = [math.log(r["ours"]["peak_mib"]) for r in long]
-            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
-                (x - mx) ** 2 for x in xs
-            )
+            slope = statistics.linear_regression(xs, ys).slope
             goal(
                 "MultiHeadAttention memory grows linearly in L",
                 slope,
