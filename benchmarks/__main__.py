@@ -27,8 +27,12 @@ def goals(results: dict) -> list[dict]:
     never asserted: a benchmark informs, a timed test would only be flaky."""
     found = []
 
-    def goal(text: str, value: float | None, met: bool | None, shown: str) -> None:
-        found.append({"goal": text, "value": value, "met": met, "measured": shown})
+    def goal(
+        text: str, value: float | None, met: bool | None, shown: str
+    ) -> None:
+        found.append(
+            {"goal": text, "value": value, "met": met, "measured": shown}
+        )
 
     for row in results.get("training", {}).get("rows", []):
         target = 1.2 if row["config"] == "small" else 1.0
@@ -46,7 +50,11 @@ def goals(results: dict) -> list[dict]:
                 share >= 0.5,
                 f"{share:.0%}",
             )
-    mha = [r for r in results.get("mha", {}).get("rows", []) if "skipped" not in r]
+    mha = [
+        r
+        for r in results.get("mha", {}).get("rows", [])
+        if "skipped" not in r
+    ]
     if mha:
         worst = max(r["time_ratio"] for r in mha)
         goal(
@@ -135,9 +143,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="also time `make test` and `make book` (minutes)",
     )
     parser.add_argument(
-        "--device", default=None, help="cpu or cuda (default: cuda if present)"
+        "--device",
+        default=None,
+        help="cpu or cuda (default: cuda if present)",
     )
-    parser.add_argument("--bf16", action="store_true", help="run under bf16 autocast")
+    parser.add_argument(
+        "--bf16", action="store_true", help="run under bf16 autocast"
+    )
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed runs per figure (>= 5)"
     )
@@ -154,9 +166,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--device cuda: this machine has no CUDA device")
     if args.out.exists() and args.out.is_dir():
         parser.error(f"--out {args.out} is a directory; give a file name")
-    folder = next((p for p in args.out.absolute().parents if p.exists()), None)
-    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
-        parser.error(f"--out {args.out}: cannot create or write files under {folder}")
+    folder = next(
+        (p for p in args.out.absolute().parents if p.exists()), None
+    )
+    if (
+        folder is None
+        or not folder.is_dir()
+        or not os.access(folder, os.W_OK)
+    ):
+        parser.error(
+            f"--out {args.out}: cannot create or write files under {folder}"
+        )
     return args
 
 
@@ -172,13 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     print(info["line"])
     results: dict = {}
     ceiling = None
-    if (
-        args.wall
-    ):  # first, while the machine is otherwise idle and the old results are in place
+    if args.wall:  # first, while the machine is otherwise idle and the old results are in place
         print("6. wall time of the project's commands")
         results["wall"] = suite.wall_times()
     runs = {
-        "matmul": ("1. matmul throughput: the ceiling", lambda: suite.matmul(settings)),
+        "matmul": (
+            "1. matmul throughput: the ceiling",
+            lambda: suite.matmul(settings),
+        ),
         "attention": (
             "2. attention core, forward+backward: written out (ours, and on chapter 1's "
             "softmax) vs F.scaled_dot_product_attention",
@@ -208,10 +229,17 @@ def main(argv: list[str] | None = None) -> int:
     if found:
         print("goals (reported, not asserted)")
         for g in found:
-            print(f"  [{'met' if g['met'] else 'MISSED'}] {g['goal']}: {g['measured']}")
+            print(
+                f"  [{'met' if g['met'] else 'MISSED'}] {g['goal']}: {g['measured']}"
+            )
     write_json(
         args.out,
-        {"machine": info, "quick": args.quick, "results": results, "goals": found},
+        {
+            "machine": info,
+            "quick": args.quick,
+            "results": results,
+            "goals": found,
+        },
     )
     print(f"wrote {args.out}")
     return 0

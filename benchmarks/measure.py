@@ -28,7 +28,9 @@ class Timing:
 
     @classmethod
     def of(cls, times: list[float]) -> "Timing":
-        return cls(statistics.median(times), min(times), max(times), len(times))
+        return cls(
+            statistics.median(times), min(times), max(times), len(times)
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -38,7 +40,9 @@ def time_in_turns(
     *fns: Callable[[], object], repeats: int, warmup: int = 1
 ) -> list[Timing]:
     """Each function's Timing; the functions run in turns (see ``time_calls``)."""
-    return [Timing.of(t) for t in time_calls(*fns, repeats=repeats, warmup=warmup)]
+    return [
+        Timing.of(t) for t in time_calls(*fns, repeats=repeats, warmup=warmup)
+    ]
 
 
 def peak_mib(
@@ -68,10 +72,14 @@ def peak_mib(
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - start) / MiB
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with profile(
+        activities=[ProfilerActivity.CPU], profile_memory=True
+    ) as prof:
         fn()
     events = [
-        e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+        e
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
     ]
     events.sort(key=lambda e: e.start_ns())
     held = peak = 0
@@ -116,7 +124,9 @@ def machine(device: torch.device, precision: str) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "gpu": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else None,
         "precision": precision,
     }
     where = info["gpu"] or f"{info['cpu']}, {info['cpu_count']} cores"
@@ -149,9 +159,12 @@ def breakdown_ms(fn: Callable[[], object]) -> dict[str, float]:
     found = {"total": total}
     for group, names in BREAKDOWN.items():
         if group == "optimizer":
-            found[group] = sum(e.cpu_time_total for e in events if e.key in names) / 1e3
+            found[group] = (
+                sum(e.cpu_time_total for e in events if e.key in names) / 1e3
+            )
         else:
             found[group] = (
-                sum(e.self_cpu_time_total for e in events if e.key in names) / 1e3
+                sum(e.self_cpu_time_total for e in events if e.key in names)
+                / 1e3
             )
     return found

@@ -49,7 +49,9 @@ class Settings:
         return contextlib.nullcontext()
 
 
-def _randn(*shape: int, seed: int, settings: Settings, grad: bool = False) -> Tensor:
+def _randn(
+    *shape: int, seed: int, settings: Settings, grad: bool = False
+) -> Tensor:
     x = tl.seeded_randn(*shape, seed=seed, device=settings.device)
     return x.requires_grad_(grad)
 
@@ -69,11 +71,16 @@ def matmul(settings: Settings) -> dict:
     for n in [512] if settings.quick else [512, 1024, 2048]:
         a = _randn(n, n, seed=1, settings=settings).to(dtype)
         b = _randn(n, n, seed=2, settings=settings).to(dtype)
-        (timing,) = time_in_turns(lambda a=a, b=b: a @ b, repeats=settings.repeats)
+        (timing,) = time_in_turns(
+            lambda a=a, b=b: a @ b, repeats=settings.repeats
+        )
         gflops = 2 * n**3 / timing.median / 1e9
         rows.append({"n": n, "seconds": timing.as_dict(), "gflops": gflops})
         print(f"  matmul {n:5d}²  {_ms(timing)}  {gflops:7.1f} GFLOP/s")
-    return {"rows": rows, "ceiling_gflops": max(row["gflops"] for row in rows)}
+    return {
+        "rows": rows,
+        "ceiling_gflops": max(row["gflops"] for row in rows),
+    }
 
 
 # 2 and 3. attention ------------------------------------------------------------------
@@ -82,10 +89,14 @@ BATCH, HEADS, D_K = 8, 8, 64
 
 
 def _lengths(settings: Settings) -> list[int]:
-    return [64, 256] if settings.quick else [64, 128, 256, 512, 1024, 2048, 4096]
+    return (
+        [64, 256] if settings.quick else [64, 128, 256, 512, 1024, 2048, 4096]
+    )
 
 
-def _fwd_bwd(fn: Callable[[], Tensor], inputs: list[Tensor], settings: Settings):
+def _fwd_bwd(
+    fn: Callable[[], Tensor], inputs: list[Tensor], settings: Settings
+):
     """A closure that runs fn() forward and backward, from fresh gradients."""
 
     def clear() -> None:
@@ -98,7 +109,9 @@ def _fwd_bwd(fn: Callable[[], Tensor], inputs: list[Tensor], settings: Settings)
             out = fn()
         out.float().sum().backward()
 
-    run.clear = clear  # peak_mib frees the old gradients before it starts counting
+    run.clear = (
+        clear  # peak_mib frees the old gradients before it starts counting
+    )
     return run
 
 
@@ -116,13 +129,19 @@ def _compare(
         }
     ratio = None
     if "ours" in row and "torch" in row:
-        ratio = row["ours"]["seconds"]["median"] / row["torch"]["seconds"]["median"]
+        ratio = (
+            row["ours"]["seconds"]["median"]
+            / row["torch"]["seconds"]["median"]
+        )
     row["time_ratio"] = ratio
     shown = " | ".join(
         f"{name} {_ms(Timing(**row[name]['seconds']))} {row[name]['peak_mib']:7.1f} MiB"
         for name in sides
     )
-    print(f"  {label:>8}  {shown}" + (f" | ours/torch {ratio:.2f}" if ratio else ""))
+    print(
+        f"  {label:>8}  {shown}"
+        + (f" | ours/torch {ratio:.2f}" if ratio else "")
+    )
     return row
 
 
@@ -134,7 +153,9 @@ def _fits(need: int, settings: Settings) -> str | None:
     return f"needs about {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
 
 
-def attention_with_chapter1_softmax(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def attention_with_chapter1_softmax(
+    q: Tensor, k: Tensor, v: Tensor
+) -> Tensor:
     """Chapter 2's attention as it was first written, on chapter 1's softmax: scale the
     scores, then six passes of amax, subtract, exp, sum and divide."""
     scores = (q @ k.transpose(-2, -1)) * q.size(-1) ** -0.5
@@ -148,17 +169,26 @@ def attention_core(settings: Settings) -> dict:
     for length in _lengths(settings):
         shape = (BATCH, HEADS, length, D_K)
         row: dict = {"L": length}
-        qkv = [_randn(*shape, seed=s, settings=settings, grad=True) for s in (1, 2, 3)]
+        qkv = [
+            _randn(*shape, seed=s, settings=settings, grad=True)
+            for s in (1, 2, 3)
+        ]
         functions = {
-            "ours": lambda q, k, v: tl.scaled_dot_product_attention(q, k, v)[0],
+            "ours": lambda q, k, v: tl.scaled_dot_product_attention(q, k, v)[
+                0
+            ],
             "chapter1_softmax": attention_with_chapter1_softmax,
             "torch": F.scaled_dot_product_attention,
         }
         sides = {}
         for name, fn in functions.items():
             # how many (B, H, L, L) fp32 tensors each side holds at its peak (measured)
-            squares = {"ours": 3.2, "chapter1_softmax": 7.0, "torch": 0.0}[name]
-            skipped = _fits(int(squares * 4 * BATCH * HEADS * length**2), settings)
+            squares = {"ours": 3.2, "chapter1_softmax": 7.0, "torch": 0.0}[
+                name
+            ]
+            skipped = _fits(
+                int(squares * 4 * BATCH * HEADS * length**2), settings
+            )
             if skipped:
                 row[name] = {"skipped": skipped}
                 print(f"  {f'L={length}':>8}  {name} skipped: {skipped}")
@@ -179,13 +209,16 @@ def multi_head(settings: Settings) -> dict:
     params = list(ours_module.parameters()) + list(torch_module.parameters())
     rows = []
     for length in _lengths(settings):
-        x = _randn(BATCH, length, d_model, seed=length, settings=settings, grad=True)
+        x = _randn(
+            BATCH, length, d_model, seed=length, settings=settings, grad=True
+        )
         sides = {
             "ours": lambda x=x: ours_module(x, x, x),
             "torch": lambda x=x: torch_module(x, x, x, need_weights=False)[0],
         }
         sides = {
-            name: _fwd_bwd(fn, [x, *params], settings) for name, fn in sides.items()
+            name: _fwd_bwd(fn, [x, *params], settings)
+            for name, fn in sides.items()
         }
         row = {"L": length} | _compare(sides, settings, f"L={length}")
         if settings.device.type == "cpu":  # where each side's time goes
@@ -201,10 +234,22 @@ def multi_head(settings: Settings) -> dict:
 CONFIGS = {
     # d_model, heads, layers per stack, d_ff, vocab, batch, length
     "small": dict(
-        d_model=128, n_heads=4, n_layers=2, d_ff=512, vocab=1000, batch=64, length=32
+        d_model=128,
+        n_heads=4,
+        n_layers=2,
+        d_ff=512,
+        vocab=1000,
+        batch=64,
+        length=32,
     ),
     "base": dict(
-        d_model=512, n_heads=8, n_layers=6, d_ff=2048, vocab=10000, batch=8, length=64
+        d_model=512,
+        n_heads=8,
+        n_layers=6,
+        d_ff=2048,
+        vocab=10000,
+        batch=8,
+        length=64,
     ),
 }
 DROPOUT = 0.1
@@ -238,16 +283,31 @@ class TorchSeq2Seq(nn.Module):
         self.scale = math.sqrt(d_model)
         self.src_embed = nn.Embedding(vocab, d_model)
         self.tgt_embed = nn.Embedding(vocab, d_model)
-        self.pos = tl.PositionalEncoding(d_model, max_len=1024, dropout=DROPOUT)
+        self.pos = tl.PositionalEncoding(
+            d_model, max_len=1024, dropout=DROPOUT
+        )
         self.transformer = nn.Transformer(
-            d_model, n_heads, n_layers, n_layers, d_ff, DROPOUT, batch_first=True
+            d_model,
+            n_heads,
+            n_layers,
+            n_layers,
+            d_ff,
+            DROPOUT,
+            batch_first=True,
         )
         self.generator = nn.Linear(d_model, vocab)
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
-        length = tgt.size(1)  # bool masks throughout; for PyTorch True means "blocked"
-        causal = torch.ones(length, length, dtype=torch.bool, device=tgt.device).triu(1)
-        src_pad, tgt_pad = src == PAD, tgt == PAD  # True = padding, PyTorch's rule
+        length = tgt.size(
+            1
+        )  # bool masks throughout; for PyTorch True means "blocked"
+        causal = torch.ones(
+            length, length, dtype=torch.bool, device=tgt.device
+        ).triu(1)
+        src_pad, tgt_pad = (
+            src == PAD,
+            tgt == PAD,
+        )  # True = padding, PyTorch's rule
         x = self.transformer(
             self.pos(self.src_embed(src) * self.scale),
             self.pos(self.tgt_embed(tgt) * self.scale),
@@ -273,7 +333,9 @@ def _training_step(
         with settings.autocast():
             logits = model(src, tgt_in)
         loss = F.cross_entropy(
-            logits.float().flatten(0, 1), tgt_out.flatten(), label_smoothing=0.1
+            logits.float().flatten(0, 1),
+            tgt_out.flatten(),
+            label_smoothing=0.1,
         )
         loss.backward()
         optimizer.step()
@@ -281,11 +343,16 @@ def _training_step(
     return step
 
 
-def _step_flops(model: nn.Module, src: Tensor, tgt_in: Tensor, tgt_out: Tensor) -> int:
+def _step_flops(
+    model: nn.Module, src: Tensor, tgt_in: Tensor, tgt_out: Tensor
+) -> int:
     """Floating-point operations of one forward + backward, counted by PyTorch's
     FlopCounterMode (matrix products only) with attention on its plain-matmul path, which
     the counter can see into."""
-    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+    with (
+        FlopCounterMode(display=False) as counter,
+        sdpa_kernel(SDPBackend.MATH),
+    ):
         logits = model(src, tgt_in)
         F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten()).backward()
     model.zero_grad(set_to_none=True)
@@ -304,7 +371,9 @@ def training(settings: Settings, ceiling_gflops: float | None) -> dict:
         ).to(settings.device)
         shape = (c["batch"], c["length"])
         src, tgt_in, tgt_out = (
-            tl.seeded_randint(1, c["vocab"], *shape, seed=s, device=settings.device)
+            tl.seeded_randint(
+                1, c["vocab"], *shape, seed=s, device=settings.device
+            )
             for s in (1, 2, 3)
         )
         flops = _step_flops(ours, src, tgt_in, tgt_out)
@@ -328,7 +397,9 @@ def training(settings: Settings, ceiling_gflops: float | None) -> dict:
                 "seconds": timing.as_dict(),
                 "tokens_per_s": tokens / timing.median,
                 "gflops": gflops,
-                "ceiling_share": gflops / ceiling_gflops if ceiling_gflops else None,
+                "ceiling_share": gflops / ceiling_gflops
+                if ceiling_gflops
+                else None,
             }
             if settings.device.type == "cpu":  # where one step's time goes
                 record[side]["profile_ms"] = breakdown_ms(steps[side])
@@ -374,7 +445,9 @@ def decoding(settings: Settings) -> dict:
     new_tokens = 64
     rows = []
     cases = (
-        [("small", 1)] if settings.quick else [("small", 1), ("small", 64), ("base", 1)]
+        [("small", 1)]
+        if settings.quick
+        else [("small", 1), ("small", 64), ("base", 1)]
     )
     for name, batch in cases:
         c = CONFIGS[name]
@@ -412,7 +485,8 @@ def decoding(settings: Settings) -> dict:
             # why a step costs what it costs: how many ATen operations run per new
             # token, and the time per operation that makes
             ops = {
-                use_cache: count_ops(decode[use_cache]) for use_cache in (True, False)
+                use_cache: count_ops(decode[use_cache])
+                for use_cache in (True, False)
             }
         speedup = recomputed.median / cached.median
         rows.append(
@@ -449,7 +523,9 @@ def wall_times() -> dict:
     """Wall time of ``make test`` and of ``make book`` (from a clean HTML build), one run."""
     results = {}
     for target in ["test", "book"]:
-        if target == "book":  # a build from scratch, not an update of the last one
+        if (
+            target == "book"
+        ):  # a build from scratch, not an update of the last one
             for built in ["_build/html", "_build/.doctrees"]:
                 shutil.rmtree(ROOT / built, ignore_errors=True)
         start = time.perf_counter()
@@ -457,6 +533,11 @@ def wall_times() -> dict:
             ["make", target], cwd=ROOT, capture_output=True, text=True
         )
         seconds = time.perf_counter() - start
-        results[f"make {target}"] = {"seconds": seconds, "exit_code": done.returncode}
-        print(f"  make {target}: {seconds:.0f} s (exit code {done.returncode})")
+        results[f"make {target}"] = {
+            "seconds": seconds,
+            "exit_code": done.returncode,
+        }
+        print(
+            f"  make {target}: {seconds:.0f} s (exit code {done.returncode})"
+        )
     return results

@@ -65,7 +65,9 @@ from transformer_lite import (
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)
 d = 64
-W = seeded_randn(d, d, seed=1, device=device) / d**0.5  # input weights of the RNN
+W = (
+    seeded_randn(d, d, seed=1, device=device) / d**0.5
+)  # input weights of the RNN
 U = seeded_randn(d, d, seed=2, device=device) / d**0.5  # recurrent weights
 
 
@@ -73,7 +75,9 @@ def rnn(x: torch.Tensor, W: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     """A plain tanh RNN, written out: h_t = tanh(x_t W + h_(t-1) U). x (B, L, d)."""
     h = torch.zeros(x.size(0), U.size(0), device=x.device)
     states = []
-    for t in range(x.size(1)):  # step t cannot start before step t - 1 is done
+    for t in range(
+        x.size(1)
+    ):  # step t cannot start before step t - 1 is done
         h = torch.tanh(x[:, t] @ W + h @ U)
         states.append(h)
     return torch.stack(states, dim=1)  # (B, L, d)
@@ -155,7 +159,9 @@ for length, r, a in zip(lengths, rnn_ms, attention_ms, strict=True):
 # %%
 fig, ax = plt.subplots()
 ax.loglog(lengths, rnn_ms, "o-", label="RNN, step by step")
-ax.loglog(lengths, attention_ms, "s-", label="self-attention, one batched product")
+ax.loglog(
+    lengths, attention_ms, "s-", label="self-attention, one batched product"
+)
 ax.set_xticks(lengths, [str(n) for n in lengths])
 ax.minorticks_off()
 ax.set_xlabel("sequence length n")
@@ -200,10 +206,14 @@ ax.set_title("How much position n still depends on position 0")
 ax.legend()
 plt.show()
 rnn_decay = sensitivity["RNN"][-1] / sensitivity["RNN"][1]
-attention_decay = sensitivity["self-attention"][-1] / sensitivity["self-attention"][1]
+attention_decay = (
+    sensitivity["self-attention"][-1] / sensitivity["self-attention"][1]
+)
 assert rnn_decay < 1e-3 and attention_decay > 1e-2
 shrinks_rnn = "more than 1,000" if rnn_decay < 1e-3 else "less than 1,000"
-shrinks_attention = "less than 100" if attention_decay > 1e-2 else "more than 100"
+shrinks_attention = (
+    "less than 100" if attention_decay > 1e-2 else "more than 100"
+)
 print(f"from n=1 to n={L - 1}, the dependence on x_0 shrinks by a factor of")
 print(f"{shrinks_rnn} in the RNN, {shrinks_attention} in self-attention")
 

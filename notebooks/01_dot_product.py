@@ -138,7 +138,10 @@ embedding = {
     "on": [0.0, 0.0, 0.2, 0.0],
     "mat": [0.0, 0.0, 1.0, 0.1],
 }
-E = {word: torch.tensor(vector, device=device) for word, vector in embedding.items()}
+E = {
+    word: torch.tensor(vector, device=device)
+    for word, vector in embedding.items()
+}
 
 
 def dot(a: str, b: str) -> float:
@@ -217,7 +220,9 @@ def plot_attention(
 sentence = ["the", "cat", "sat", "on", "the", "mat"]
 X = torch.stack([E[word] for word in sentence])  # (L, 4): one row per word
 scores = X @ X.T  # (L, L): every dot product at once
-plot_attention(scores, sentence, sentence, title="Scores x_i · x_j for one sentence")
+plot_attention(
+    scores, sentence, sentence, title="Scores x_i · x_j for one sentence"
+)
 plt.show()
 
 # %% [markdown]
@@ -250,7 +255,9 @@ W_q[features.index("animal"), features.index("furniture")] = (
 W_k = torch.eye(4, device=device)
 Q, K = X @ W_q, X @ W_k
 scores = Q @ K.T  # (L, L): score of query i against key j
-plot_attention(scores, sentence, sentence, title="Scores q_i · k_j with W_Q ≠ W_K")
+plot_attention(
+    scores, sentence, sentence, title="Scores q_i · k_j with W_Q ≠ W_K"
+)
 plt.show()
 assert sentence[scores[sentence.index("sat")].argmax()] == "cat"
 assert not torch.allclose(scores, scores.T)
@@ -304,7 +311,9 @@ def softmax(scores: Tensor, dim: int = -1) -> Tensor:
         scores: any shape; the output has the same shape.
     """
     peak = scores.amax(dim=dim, keepdim=True)
-    peak = peak.masked_fill(peak == float("-inf"), 0.0)  # all -inf: shift by 0 instead
+    peak = peak.masked_fill(
+        peak == float("-inf"), 0.0
+    )  # all -inf: shift by 0 instead
     exp = (scores - peak).exp()
     total = exp.sum(dim=dim, keepdim=True)  # >= 1 unless every score is -inf
     return exp / total.masked_fill(total == 0, 1.0)
@@ -330,7 +339,9 @@ torch.testing.assert_close(softmax(big), torch.softmax(big, dim=-1))
 for scale in [1, 2, 4]:
     weights = softmax(scale * Q[sentence.index("sat")] @ K.T)
     top = sentence[weights.argmax()]
-    print(f"query × {scale}: largest weight {weights.max().item():.3f} on '{top}'")
+    print(
+        f"query × {scale}: largest weight {weights.max().item():.3f} on '{top}'"
+    )
 
 # %% [markdown]
 # (ch1-values)=
@@ -348,7 +359,9 @@ for scale in [1, 2, 4]:
 words = ["I", "love", "tea"]
 q = seeded_randn(3, 4, seed=2, device=device)  # (L, Dk)
 k = seeded_randn(3, 4, seed=3, device=device)  # (L, Dk)
-v_a = seeded_randn(3, 5, seed=4, device=device)  # (L, Dv): one choice of values
+v_a = seeded_randn(
+    3, 5, seed=4, device=device
+)  # (L, Dv): one choice of values
 v_b = seeded_randn(3, 5, seed=5, device=device)  # (L, Dv): another, same keys
 
 weights_a = softmax(q @ k.T)
@@ -356,7 +369,10 @@ weights_b = softmax(q @ k.T)
 out_a, out_b = weights_a @ v_a, weights_b @ v_b
 torch.testing.assert_close(weights_a, weights_b)  # same keys: same weights
 assert not torch.allclose(out_a, out_b)  # other values: other output
-print("row sums of the weights:", [round(x, 4) for x in weights_a.sum(-1).tolist()])
+print(
+    "row sums of the weights:",
+    [round(x, 4) for x in weights_a.sum(-1).tolist()],
+)
 print("output of 'I', values A:", [round(x, 3) for x in out_a[0].tolist()])
 print("output of 'I', values B:", [round(x, 3) for x in out_b[0].tolist()])
 
@@ -421,7 +437,9 @@ def dot_product_attention(
 
 
 # %%
-def attention_one_query_at_a_time(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+def attention_one_query_at_a_time(
+    query: Tensor, key: Tensor, value: Tensor
+) -> Tensor:
     outputs = []
     for t in range(query.size(0)):  # one position after another
         weights = softmax(key @ query[t])  # (Lk,)
@@ -457,7 +475,11 @@ def time_calls(
     """
     if not fns:
         raise ValueError("time_calls needs at least one function to time")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+    if (
+        isinstance(repeats, bool)
+        or not isinstance(repeats, int)
+        or repeats < 1
+    ):
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
@@ -486,7 +508,10 @@ loop_times, matrix_times = time_calls(
     lambda: attention_one_query_at_a_time(x, x, x),
     lambda: dot_product_attention(x, x, x),
 )
-loop_s, matrix_s = statistics.median(loop_times), statistics.median(matrix_times)
+loop_s, matrix_s = (
+    statistics.median(loop_times),
+    statistics.median(matrix_times),
+)
 print(
     f"L={L}: loop over positions {loop_s * 1e3:.1f} ms, "
     f"one matrix product {matrix_s * 1e3:.2f} ms, {loop_s / matrix_s:.0f}× faster"
@@ -515,7 +540,9 @@ torch.testing.assert_close(
 
 rnn = nn.RNN(d, d, batch_first=True).to(device)
 with torch.no_grad():
-    states, _ = rnn(x.unsqueeze(0))  # (1, L, d): h_0 ... h_{L-1}, computed in order
+    states, _ = rnn(
+        x.unsqueeze(0)
+    )  # (1, L, d): h_0 ... h_{L-1}, computed in order
     restarted, _ = rnn(x[t:].unsqueeze(0))  # start at t without h_{t-1}
 gap = (restarted[0, 0] - states[0, t]).abs().max().item()
 assert gap > 0.1
@@ -538,7 +565,8 @@ rnn_ms, attention_ms = [], []
 with torch.no_grad():
     for length in lengths:
         batch = (
-            seeded_randn(16, length, d_model, seed=length, device=device) / d_model**0.5
+            seeded_randn(16, length, d_model, seed=length, device=device)
+            / d_model**0.5
         )
         rnn_times, attention_times = time_calls(
             lambda: wide_rnn(batch),
@@ -547,7 +575,9 @@ with torch.no_grad():
         rnn_ms.append(1e3 * statistics.median(rnn_times))
         attention_ms.append(1e3 * statistics.median(attention_times))
 for length, r, a in zip(lengths, rnn_ms, attention_ms, strict=True):
-    print(f"L={length:5d}: RNN {r:7.2f} ms  attention {a:7.2f} ms  ratio {r / a:5.1f}")
+    print(
+        f"L={length:5d}: RNN {r:7.2f} ms  attention {a:7.2f} ms  ratio {r / a:5.1f}"
+    )
 
 # %%
 fig, ax = plt.subplots()
@@ -590,13 +620,15 @@ values = seeded_randn(6, 3, seed=8)
 soft_out = softmax(scores) @ values
 soft_out.sum().backward()
 print(
-    "soft: gradient reaching the scores:", [round(g, 3) for g in scores.grad.tolist()]
+    "soft: gradient reaching the scores:",
+    [round(g, 3) for g in scores.grad.tolist()],
 )
 
 hard_weights = F.one_hot(scores.argmax(), num_classes=6).float()
 hard_out = hard_weights @ values
 print(
-    "hard: does the output depend on the scores for autograd?", hard_out.requires_grad
+    "hard: does the output depend on the scores for autograd?",
+    hard_out.requires_grad,
 )
 assert scores.grad.abs().sum() > 0 and not hard_out.requires_grad
 
@@ -613,7 +645,9 @@ with torch.no_grad():
         moved = scores.detach().clone()
         moved[0] += nudge
         soft_curve.append((softmax(moved) @ values)[0].item())
-        hard_curve.append((F.one_hot(moved.argmax(), 6).float() @ values)[0].item())
+        hard_curve.append(
+            (F.one_hot(moved.argmax(), 6).float() @ values)[0].item()
+        )
 fig, ax = plt.subplots()
 ax.plot(nudges, soft_curve, label="soft (softmax)")
 ax.plot(nudges, hard_curve, label="hard (argmax)", linestyle="--")

@@ -37,7 +37,12 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from transformer_lite import dot_product_attention, get_device, seeded_randn, softmax
+from transformer_lite import (
+    dot_product_attention,
+    get_device,
+    seeded_randn,
+    softmax,
+)
 
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)
@@ -106,14 +111,20 @@ def peakedness(weights: torch.Tensor) -> tuple[float, float]:
 
 largest, entropy = {"raw": [], "scaled": []}, {"raw": [], "scaled": []}
 for i, d_k in enumerate(d_ks):
-    q = seeded_randn(n_queries, 1, d_k, seed=300 + i, device=device)  # (N, 1, Dk)
-    k = seeded_randn(n_queries, n_keys, d_k, seed=400 + i, device=device)  # (N, L, Dk)
+    q = seeded_randn(
+        n_queries, 1, d_k, seed=300 + i, device=device
+    )  # (N, 1, Dk)
+    k = seeded_randn(
+        n_queries, n_keys, d_k, seed=400 + i, device=device
+    )  # (N, L, Dk)
     scores = (q @ k.transpose(-2, -1)).squeeze(1)  # (N, L)
     for name, s in [("raw", scores), ("scaled", scores / math.sqrt(d_k))]:
         top, h = peakedness(softmax(s))
         largest[name].append(top)
         entropy[name].append(h)
-print(f"entropy of uniform weights over {n_keys} keys: {math.log(n_keys):.2f}")
+print(
+    f"entropy of uniform weights over {n_keys} keys: {math.log(n_keys):.2f}"
+)
 for i, d_k in enumerate(d_ks):
     print(
         f"d_k={d_k:5d}   largest weight: raw {largest['raw'][i]:.2f}, "
@@ -128,10 +139,15 @@ for name, style in [("raw", "o-"), ("scaled", "s-")]:
     left.semilogx(d_ks, largest[name], style, base=2, label=label)
     right.semilogx(d_ks, entropy[name], style, base=2, label=label)
 right.axhline(
-    math.log(n_keys), color="gray", linestyle=":", label="uniform over 16 keys"
+    math.log(n_keys),
+    color="gray",
+    linestyle=":",
+    label="uniform over 16 keys",
 )
 left.set(xlabel="d_k", ylabel="mean largest weight", title="Largest weight")
-right.set(xlabel="d_k", ylabel="mean entropy (nats)", title="Entropy of the weights")
+right.set(
+    xlabel="d_k", ylabel="mean entropy (nats)", title="Entropy of the weights"
+)
 left.legend()
 right.legend()
 fig.tight_layout()
@@ -260,7 +276,9 @@ from torch import Tensor
 from transformer_lite.dot_product import check_qkv
 
 
-def check_mask(mask: Tensor, scores_shape: torch.Size | tuple[int, ...]) -> None:
+def check_mask(
+    mask: Tensor, scores_shape: torch.Size | tuple[int, ...]
+) -> None:
     """Raise a clear error unless ``mask`` is a bool tensor that broadcasts to the scores.
 
     The rule, as in ``F.scaled_dot_product_attention``: True = may attend. (Bool masks of
@@ -270,7 +288,9 @@ def check_mask(mask: Tensor, scores_shape: torch.Size | tuple[int, ...]) -> None
         mask: broadcastable to ``scores_shape`` = (..., Lq, Lk).
     """
     if not isinstance(mask, Tensor):
-        raise TypeError(f"mask must be a bool tensor, got {type(mask).__name__}")
+        raise TypeError(
+            f"mask must be a bool tensor, got {type(mask).__name__}"
+        )
     if mask.dtype != torch.bool:
         raise TypeError(
             f"mask must be a bool tensor with True = may attend, got dtype {mask.dtype}; "
@@ -312,7 +332,9 @@ def scaled_dot_product_attention(
     """
     check_qkv(query, key, value)
     if dropout is not None and not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
+        raise ValueError(
+            f"dropout must be a probability in [0, 1), got {dropout}"
+        )
     scale = query.size(-1) ** -0.5 if scale is None else scale
     scores = (query * scale) @ key.transpose(-2, -1)  # (..., Lq, Lk)
     if mask is not None:
@@ -320,7 +342,9 @@ def scaled_dot_product_attention(
         # a query that may attend to nothing keeps its finite scores here, and gets zero
         # weights below: a row of -inf would make the softmax compute 0/0 = NaN
         empty = ~mask.any(dim=-1, keepdim=True)
-        scores = scores.masked_fill(~mask & ~empty, float("-inf"))  # blocked: weight 0
+        scores = scores.masked_fill(
+            ~mask & ~empty, float("-inf")
+        )  # blocked: weight 0
     weights = torch.softmax(scores, dim=-1)  # (..., Lq, Lk)
     if mask is not None:
         weights = weights.masked_fill(empty, 0.0)
@@ -359,7 +383,9 @@ for name, mask in [
     assert not ours.isnan().any()
     print(f"{name:12}: equal to F.scaled_dot_product_attention (≤ 1e-6)")
 
-torch.testing.assert_close(weights[0, :, 2], torch.zeros(H, Lk, device=device))
+torch.testing.assert_close(
+    weights[0, :, 2], torch.zeros(H, Lk, device=device)
+)
 assert (weights.masked_select(~empty_row.expand_as(weights)) == 0).all()
 
 # %% [markdown]
@@ -374,7 +400,9 @@ torch.testing.assert_close(
     dot_product_attention(q, k, v)[0],
 )
 _, weights = scaled_dot_product_attention(q, k, v, mask=empty_row)
-scores = (q @ k.transpose(-2, -1) / Dk**0.5).masked_fill(~empty_row, float("-inf"))
+scores = (q @ k.transpose(-2, -1) / Dk**0.5).masked_fill(
+    ~empty_row, float("-inf")
+)
 torch.testing.assert_close(
     weights, softmax(scores)
 )  # chapter 1's softmax, empty row too

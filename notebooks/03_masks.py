@@ -64,14 +64,24 @@ def rounded(t: torch.Tensor, digits: int = 3) -> list:
 
 # %%
 scores = torch.tensor([2.0, 1.0, 0.5, 3.0])
-may_attend = torch.tensor([True, True, True, False])  # the last key is blocked
+may_attend = torch.tensor(
+    [True, True, True, False]
+)  # the last key is blocked
 
 inside = torch.softmax(scores.masked_fill(~may_attend, float("-inf")), dim=-1)
 after = torch.softmax(scores, dim=-1) * may_attend
 print(
-    "mask inside the softmax:", rounded(inside), " sum", round(inside.sum().item(), 4)
+    "mask inside the softmax:",
+    rounded(inside),
+    " sum",
+    round(inside.sum().item(), 4),
 )
-print("zeroed after softmax:   ", rounded(after), " sum", round(after.sum().item(), 4))
+print(
+    "zeroed after softmax:   ",
+    rounded(after),
+    " sum",
+    round(after.sum().item(), 4),
+)
 
 # %% [markdown]
 # Masking inside gives a proper distribution over the allowed keys; zeroing afterwards leaves weights that sum to
@@ -105,8 +115,14 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
         or tokens.is_floating_point()
         or tokens.dtype == torch.bool
     ):
-        got = tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__
-        raise TypeError(f"tokens must be a tensor of integer token ids, got {got}")
+        got = (
+            tokens.dtype
+            if isinstance(tokens, Tensor)
+            else type(tokens).__name__
+        )
+        raise TypeError(
+            f"tokens must be a tensor of integer token ids, got {got}"
+        )
     if tokens.dim() != 2:
         raise ValueError(
             f"tokens must have shape (batch, length), got {tuple(tokens.shape)}"
@@ -114,7 +130,9 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
     return (tokens != pad_id)[:, None, None, :]  # (B, 1, 1, S)
 
 
-def causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
+def causal_mask(
+    size: int, device: torch.device | str | None = None
+) -> Tensor:
     """True on and below the diagonal: query t may attend to keys 0..t, itself included.
 
     Combine with a padding mask by ``&``: ``causal_mask(T) & padding_mask(tgt, pad_id)``
@@ -152,7 +170,9 @@ print(mask[:, 0, 0].int().tolist())
 d = 8
 table = seeded_randn(10, d, seed=0, device=device)  # one vector per token id
 x = table[tokens][:, None]  # (B, H, S, D) with a single head, H = 1
-out, weights = scaled_dot_product_attention(x, x, x, mask=mask)  # weights (B, S, S)
+out, weights = scaled_dot_product_attention(
+    x, x, x, mask=mask
+)  # weights (B, S, S)
 print("weights of sentence 1 (rows: queries, columns: keys):")
 for row in rounded(weights[1, 0], 2):
     print(row)
@@ -160,7 +180,10 @@ assert (weights[1, 0, :, 3:] == 0).all()
 
 labels = ["3", "8", "2", "<pad>", "<pad>"]
 plot_attention(
-    weights[1, 0], labels, labels, title="A padded sentence: no weight on <pad>"
+    weights[1, 0],
+    labels,
+    labels,
+    title="A padded sentence: no weight on <pad>",
 )
 plt.show()
 
@@ -194,7 +217,9 @@ print("outputs at real positions unchanged by extra padding")
 # the word it has to predict sits.
 
 # %%
-words = "<s> the cat sat on the".split()  # decoder input: the target, shifted right
+words = (
+    "<s> the cat sat on the".split()
+)  # decoder input: the target, shifted right
 causal = causal_mask(len(words), device=device)
 for row in causal.int().tolist():
     print(row)
@@ -231,16 +256,22 @@ T = 6
 x = seeded_randn(2, T, d, seed=1, device=device)
 t = 2
 changed = x.clone()
-changed[:, t + 1 :] = seeded_randn(2, T - t - 1, d, seed=2, device=device)  # new future
+changed[:, t + 1 :] = seeded_randn(
+    2, T - t - 1, d, seed=2, device=device
+)  # new future
 
-masked_before, _ = scaled_dot_product_attention(x, x, x, mask=causal_mask(T, device))
+masked_before, _ = scaled_dot_product_attention(
+    x, x, x, mask=causal_mask(T, device)
+)
 masked_after, _ = scaled_dot_product_attention(
     changed, changed, changed, mask=causal_mask(T, device)
 )
 plain_before, _ = scaled_dot_product_attention(x, x, x)
 plain_after, _ = scaled_dot_product_attention(changed, changed, changed)
 
-assert torch.equal(masked_before[:, : t + 1], masked_after[:, : t + 1])  # bit for bit
+assert torch.equal(
+    masked_before[:, : t + 1], masked_after[:, : t + 1]
+)  # bit for bit
 assert not torch.allclose(plain_before[:, : t + 1], plain_after[:, : t + 1])
 print(
     f"with the mask:    outputs 0..{t} identical after changing positions {t + 1}..{T - 1}"
@@ -292,8 +323,12 @@ large_negative = torch.softmax(
 )
 torch.manual_seed(0)
 mha = nn.MultiheadAttention(d, 1, batch_first=True).to(device)
-x1 = x[:, 0]  # (B, S, D): nn.MultiheadAttention has no head dimension in its input
-mha_out, _ = mha(x1, x1, x1, key_padding_mask=~mask[:, 0, 0])  # True = padding
+x1 = x[
+    :, 0
+]  # (B, S, D): nn.MultiheadAttention has no head dimension in its input
+mha_out, _ = mha(
+    x1, x1, x1, key_padding_mask=~mask[:, 0, 0]
+)  # True = padding
 
 print(
     "ours, empty sentence:        output",

@@ -56,8 +56,12 @@ plt.rcParams["figure.figsize"] = (5, 3.5)
 
 # %%
 L = 6
-keys = torch.eye(L, device=device)  # (L, L): key j is the one-hot vector of position j
-vocab = seeded_randn(10, 4, seed=0, device=device)  # a 4-dim vector per token id
+keys = torch.eye(
+    L, device=device
+)  # (L, L): key j is the one-hot vector of position j
+vocab = seeded_randn(
+    10, 4, seed=0, device=device
+)  # a 4-dim vector per token id
 sharp = 20.0  # a large score: attend almost only to the matching position
 
 
@@ -65,8 +69,12 @@ def attend(tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Position 4's output with one head (looking for 3 and 0) and with two heads."""
     values = vocab[torch.tensor(tokens, device=device)]  # (L, 4)
     one_query = sharp * (keys[3] + keys[0])  # one head looks for both at once
-    two_queries = sharp * torch.stack([keys[3], keys[0]])  # two heads, one place each
-    one_head, _ = scaled_dot_product_attention(one_query[None], keys, values, scale=1.0)
+    two_queries = sharp * torch.stack(
+        [keys[3], keys[0]]
+    )  # two heads, one place each
+    one_head, _ = scaled_dot_product_attention(
+        one_query[None], keys, values, scale=1.0
+    )
     two_heads, _ = scaled_dot_product_attention(
         two_queries[:, None], keys, values, scale=1.0
     )
@@ -79,8 +87,12 @@ def attend(tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
 one_a, two_a = attend(
     [1, 2, 3, 7, 5, 6]
 )  # token 1 first, token 7 just before position 4
-one_b, two_b = attend([7, 2, 3, 1, 5, 6])  # the same two tokens, places swapped
-torch.testing.assert_close(one_a, one_b)  # one head cannot tell the two sentences apart
+one_b, two_b = attend(
+    [7, 2, 3, 1, 5, 6]
+)  # the same two tokens, places swapped
+torch.testing.assert_close(
+    one_a, one_b
+)  # one head cannot tell the two sentences apart
 assert not torch.allclose(two_a, two_b)  # two heads can
 print("one head,  sentence A:", [round(x, 3) for x in one_a.tolist()])
 print("one head,  sentence B:", [round(x, 3) for x in one_b.tolist()])
@@ -114,7 +126,9 @@ B, L, D, H = 1, 3, 8, 2
 x = torch.arange(B * L * D).reshape(B, L, D)  # (B, L, D)
 heads = x.view(B, L, H, D // H).transpose(1, 2)  # (B, H, L, Dk)
 print("x[0]:", x[0].tolist())
-print("head 0:", heads[0, 0].tolist())  # the first D/H features of every position
+print(
+    "head 0:", heads[0, 0].tolist()
+)  # the first D/H features of every position
 print("head 1:", heads[0, 1].tolist())  # the next D/H features
 merged = heads.transpose(1, 2).reshape(B, L, D)  # back to (B, L, D)
 assert torch.equal(merged, x)
@@ -141,7 +155,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from transformer_lite.attention import check_mask, scaled_dot_product_attention
+from transformer_lite.attention import (
+    check_mask,
+    scaled_dot_product_attention,
+)
 
 # Shapes: B batch, Lq / Lk query / key length, D d_model, H heads, Dk = d_k = D // H.
 
@@ -163,17 +180,35 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
     ):
         super().__init__()
         for name, number in [("d_model", d_model), ("n_heads", n_heads)]:
-            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-                raise ValueError(f"{name} must be a positive int, got {number!r}")
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, int)
+                or number < 1
+            ):
+                raise ValueError(
+                    f"{name} must be a positive int, got {number!r}"
+                )
         if d_model % n_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+            raise ValueError(
+                f"d_model={d_model} is not divisible by n_heads={n_heads}"
+            )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
-        self.d_model, self.n_heads, self.d_k = d_model, n_heads, d_model // n_heads
+            raise ValueError(
+                f"dropout must be a probability in [0, 1), got {dropout}"
+            )
+        self.d_model, self.n_heads, self.d_k = (
+            d_model,
+            n_heads,
+            d_model // n_heads,
+        )
         self.dropout = dropout
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
         self.w_k = nn.Linear(d_model, d_model, bias=bias)
@@ -197,10 +232,18 @@ class MultiHeadAttention(nn.Module):
     def merge_heads(self, x: Tensor) -> Tensor:
         """(B, H, L, Dk) -> (B, L, D): the inverse of ``split_heads``."""
         batch, _, length, _ = x.shape
-        return x.transpose(1, 2).reshape(batch, length, self.d_model)  # (B, L, D)
+        return x.transpose(1, 2).reshape(
+            batch, length, self.d_model
+        )  # (B, L, D)
 
-    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
-        for name, tensor in [("query", query), ("key", key), ("value", value)]:
+    def _check_inputs(
+        self, query: Tensor, key: Tensor, value: Tensor
+    ) -> None:
+        for name, tensor in [
+            ("query", query),
+            ("key", key),
+            ("value", value),
+        ]:
             if tensor.dim() != 3:
                 raise ValueError(
                     f"{name} must have shape (batch, length, d_model), got {tuple(tensor.shape)}"
@@ -262,7 +305,9 @@ class MultiHeadAttention(nn.Module):
         return (out, weights) if need_weights else out
 
     @classmethod
-    def from_torch(cls, module: nn.MultiheadAttention) -> "MultiHeadAttention":
+    def from_torch(
+        cls, module: nn.MultiheadAttention
+    ) -> "MultiHeadAttention":
         """A MultiHeadAttention with the weights of ``module``, giving the same outputs.
 
         Only the weights are copied; inputs stay batch first here whatever
@@ -274,16 +319,24 @@ class MultiHeadAttention(nn.Module):
                 f"expected nn.MultiheadAttention, got {type(module).__name__}"
             )
         if module.bias_k is not None or module.add_zero_attn:
-            raise ValueError("add_bias_kv and add_zero_attn have no counterpart here")
+            raise ValueError(
+                "add_bias_kv and add_zero_attn have no counterpart here"
+            )
         if not module._qkv_same_embed_dim:
             raise ValueError(
                 f"kdim={module.kdim} and vdim={module.vdim} must equal "
                 f"embed_dim={module.embed_dim}"
             )
         bias = module.in_proj_bias is not None
-        new = cls(module.embed_dim, module.num_heads, dropout=module.dropout, bias=bias)
+        new = cls(
+            module.embed_dim,
+            module.num_heads,
+            dropout=module.dropout,
+            bias=bias,
+        )
         new = new.to(
-            device=module.in_proj_weight.device, dtype=module.in_proj_weight.dtype
+            device=module.in_proj_weight.device,
+            dtype=module.in_proj_weight.dtype,
         )
         with torch.no_grad():
             projections = (new.w_q, new.w_k, new.w_v)
@@ -318,8 +371,12 @@ for n_heads in [1, 8]:
     )  # QKᵀ and AV
     projections = counter.get_total_flops() - attention  # w_q, w_k, w_v, w_o
     n_params = sum(p.numel() for p in mha.parameters())
-    print(f"{n_heads} head(s) of d_k={512 // n_heads:3d}: {n_params:,} parameters")
-    print(f"    FLOPs: {projections:,} in the projections, {attention:,} in attention")
+    print(
+        f"{n_heads} head(s) of d_k={512 // n_heads:3d}: {n_params:,} parameters"
+    )
+    print(
+        f"    FLOPs: {projections:,} in the projections, {attention:,} in attention"
+    )
 
 # %% [markdown]
 # Identical: $4 \cdot 512^2$ weights plus $4 \cdot 512$ biases, and the same count of multiply-adds. The heads are
@@ -383,7 +440,12 @@ _, weights = mha(
 fig, axes = plt.subplots(2, 2, figsize=(9, 7))
 for head, ax in enumerate(axes.flat):
     plot_attention(
-        weights[0, head], words, words, title=f"head {head}", ax=ax, annotate=False
+        weights[0, head],
+        words,
+        words,
+        title=f"head {head}",
+        ax=ax,
+        annotate=False,
     )
 fig.suptitle("Four heads, one sentence, causal mask (untrained)")
 fig.tight_layout()
@@ -405,7 +467,11 @@ plt.show()
 # %%
 for batch_first in [True, False]:
     torch.manual_seed(1)
-    theirs = nn.MultiheadAttention(32, 4, batch_first=batch_first).to(device).eval()
+    theirs = (
+        nn.MultiheadAttention(32, 4, batch_first=batch_first)
+        .to(device)
+        .eval()
+    )
     ours = MultiHeadAttention.from_torch(theirs).eval()
 
     def run_theirs(query, memory, **masks):
@@ -430,11 +496,18 @@ for batch_first in [True, False]:
     ]
     for _name, query, memory, their_masks, our_mask in checks:
         expected, expected_weights = run_theirs(query, memory, **their_masks)
-        out, weights = ours(query, memory, memory, mask=our_mask, need_weights=True)
+        out, weights = ours(
+            query, memory, memory, mask=our_mask, need_weights=True
+        )
         torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(weights, expected_weights, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(
-            ours(query, memory, memory, mask=our_mask), expected, atol=1e-5, rtol=1e-5
+            weights, expected_weights, atol=1e-5, rtol=1e-5
+        )
+        torch.testing.assert_close(
+            ours(query, memory, memory, mask=our_mask),
+            expected,
+            atol=1e-5,
+            rtol=1e-5,
         )
     print(
         f"batch_first={batch_first!s:5}: outputs and weights equal for self, padding, causal, cross"
@@ -455,7 +528,10 @@ for bad in [
     lambda: mha(seeded_randn(2, 5, 30, seed=4), src[:2].cpu(), src[:2].cpu()),
     lambda: mha(src.cpu(), src[:2].cpu(), src[:2].cpu()),
     lambda: mha(
-        src.cpu(), src.cpu(), src.cpu(), mask=torch.ones(7, 6, dtype=torch.bool)
+        src.cpu(),
+        src.cpu(),
+        src.cpu(),
+        mask=torch.ones(7, 6, dtype=torch.bool),
     ),
 ]:
     try:

@@ -84,10 +84,14 @@ class TokenEmbedding(nn.Module):
         tokens (B, L) integer ids in [0, vocab_size). Returns (B, L, D).
     """
 
-    def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None):
+    def __init__(
+        self, vocab_size: int, d_model: int, padding_idx: int | None = None
+    ):
         super().__init__()
         self.vocab_size, self.d_model = vocab_size, d_model
-        self.table = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
+        self.table = nn.Embedding(
+            vocab_size, d_model, padding_idx=padding_idx
+        )
         nn.init.normal_(self.table.weight, std=d_model**-0.5)
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -95,9 +99,13 @@ class TokenEmbedding(nn.Module):
             raise TypeError(
                 f"tokens must be integer token ids, got dtype {tokens.dtype}"
             )
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+        if tokens.numel() and (
+            tokens.min() < 0 or tokens.max() >= self.vocab_size
+        ):
             bad = (
-                tokens[(tokens < 0) | (tokens >= self.vocab_size)].unique()[:5].tolist()
+                tokens[(tokens < 0) | (tokens >= self.vocab_size)]
+                .unique()[:5]
+                .tolist()
             )
             raise ValueError(
                 f"token ids must be in [0, {self.vocab_size}) for vocab_size={self.vocab_size}, "
@@ -113,7 +121,9 @@ tokens = seeded_randint(0, 1000, 8, 20, seed=0, device=device)
 with torch.no_grad():
     raw = embed.table(tokens)
     scaled = embed(tokens)
-print(f"table entries: variance {raw.var().item():.5f} (= 1/d_model = {1 / 512:.5f})")
+print(
+    f"table entries: variance {raw.var().item():.5f} (= 1/d_model = {1 / 512:.5f})"
+)
 print(f"× √d_model:    variance {scaled.var().item():.2f}")
 
 # %% [markdown]
@@ -141,18 +151,30 @@ class PositionalEncoding(nn.Module):
         x (B, L, D) with offset + L <= max_len. Returns (B, L, D).
     """
 
-    def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
+    def __init__(
+        self, d_model: int, max_len: int = 5000, dropout: float = 0.0
+    ):
         super().__init__()
         if d_model % 2:
-            raise ValueError(f"d_model={d_model} must be even for sine/cosine pairs")
-        position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
+            raise ValueError(
+                f"d_model={d_model} must be even for sine/cosine pairs"
+            )
+        position = torch.arange(max_len, dtype=torch.float64)[
+            :, None
+        ]  # (max_len, 1)
         frequency = 10000.0 ** (
             -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model
         )
         table = torch.zeros(max_len, d_model, dtype=torch.float64)
-        table[:, 0::2] = torch.sin(position * frequency)  # even features: sine
-        table[:, 1::2] = torch.cos(position * frequency)  # odd features: cosine
-        self.register_buffer("table", table.float(), persistent=False)  # (max_len, D)
+        table[:, 0::2] = torch.sin(
+            position * frequency
+        )  # even features: sine
+        table[:, 1::2] = torch.cos(
+            position * frequency
+        )  # odd features: cosine
+        self.register_buffer(
+            "table", table.float(), persistent=False
+        )  # (max_len, D)
         self.max_len = max_len
         self.dropout = nn.Dropout(dropout)
 
@@ -163,7 +185,9 @@ class PositionalEncoding(nn.Module):
                 f"positions up to {offset + length} do not fit the positional table "
                 f"(max_len={self.max_len}); build PositionalEncoding with a larger max_len"
             )
-        return self.dropout(x + self.table[offset : offset + length])  # (B, L, D)
+        return self.dropout(
+            x + self.table[offset : offset + length]
+        )  # (B, L, D)
 
 
 # %%
@@ -268,14 +292,18 @@ print(
 # which statistics come out as 0 and 1.
 
 # %%
-x = 3 + 2 * seeded_randn(4, 5, 8, seed=2, device=device)  # (B, L, D), not normalised
+x = 3 + 2 * seeded_randn(
+    4, 5, 8, seed=2, device=device
+)  # (B, L, D), not normalised
 eps = 1e-5
 
 
 def layer_norm_by_hand(
     x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor
 ) -> torch.Tensor:
-    mean = x.mean(dim=-1, keepdim=True)  # one mean per position, over its D features
+    mean = x.mean(
+        dim=-1, keepdim=True
+    )  # one mean per position, over its D features
     var = x.var(dim=-1, keepdim=True, unbiased=False)
     return gamma * (x - mean) / torch.sqrt(var + eps) + beta
 
@@ -293,8 +321,12 @@ torch.testing.assert_close(
 batch_norm = nn.BatchNorm1d(8, eps=eps, affine=False).to(
     device
 )  # training mode: batch statistics
-ln = layer_norm_by_hand(x, torch.ones(8, device=device), torch.zeros(8, device=device))
-bn = batch_norm(x.transpose(1, 2)).transpose(1, 2)  # BatchNorm1d wants (B, D, L)
+ln = layer_norm_by_hand(
+    x, torch.ones(8, device=device), torch.zeros(8, device=device)
+)
+bn = batch_norm(x.transpose(1, 2)).transpose(
+    1, 2
+)  # BatchNorm1d wants (B, D, L)
 bn_by_hand = (x - x.mean(dim=(0, 1))) / torch.sqrt(
     x.var(dim=(0, 1), unbiased=False) + eps
 )
@@ -304,9 +336,7 @@ torch.testing.assert_close(bn, bn_by_hand)
 def spread(t: torch.Tensor, dims: tuple[int, ...]) -> str:
     mean, std = t.mean(dim=dims), t.std(dim=dims, unbiased=False)
     lowest, highest = std.min().item(), std.max().item()
-    return (
-        f"means within ±{mean.abs().max().item():.3f}, stds {lowest:.2f}…{highest:.2f}"
-    )
+    return f"means within ±{mean.abs().max().item():.3f}, stds {lowest:.2f}…{highest:.2f}"
 
 
 print("LayerNorm, per position (over D):      ", spread(ln, (2,)))
@@ -405,7 +435,9 @@ def _from_torch_layer(
     if activation is not torch.nn.functional.relu and not isinstance(
         activation, nn.ReLU
     ):
-        raise ValueError(f"only the ReLU activation is supported, got {activation}")
+        raise ValueError(
+            f"only the ReLU activation is supported, got {activation}"
+        )
     new = cls(
         layer.self_attn.embed_dim,
         layer.self_attn.num_heads,
@@ -416,7 +448,9 @@ def _from_torch_layer(
         bias=layer.linear1.bias is not None,
     )
     for ours, theirs in attentions.items():
-        setattr(new, ours, MultiHeadAttention.from_torch(getattr(layer, theirs)))
+        setattr(
+            new, ours, MultiHeadAttention.from_torch(getattr(layer, theirs))
+        )
     with torch.no_grad():
         new.ff.w_1.load_state_dict(layer.linear1.state_dict())
         new.ff.w_2.load_state_dict(layer.linear2.state_dict())
@@ -424,7 +458,9 @@ def _from_torch_layer(
             if name.startswith("norm"):
                 norm.load_state_dict(getattr(layer, name).state_dict())
     weight = layer.linear1.weight  # keep the PyTorch layer's device and dtype
-    return new.to(device=weight.device, dtype=weight.dtype).train(layer.training)
+    return new.to(device=weight.device, dtype=weight.dtype).train(
+        layer.training
+    )
 
 
 class Encoder(nn.Module):
@@ -447,13 +483,23 @@ class Encoder(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        if (
+            isinstance(n_layers, bool)
+            or not isinstance(n_layers, int)
+            or n_layers < 1
+        ):
+            raise ValueError(
+                f"n_layers must be a positive int, got {n_layers!r}"
+            )
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first, eps, bias)
+            EncoderLayer(
+                d_model, n_heads, d_ff, dropout, norm_first, eps, bias
+            )
             for _ in range(n_layers)
         )
-        self.norm = nn.LayerNorm(d_model, eps=eps, bias=bias) if norm_first else None
+        self.norm = (
+            nn.LayerNorm(d_model, eps=eps, bias=bias) if norm_first else None
+        )
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         for layer in self.layers:
@@ -489,7 +535,9 @@ class Encoder(nn.Module):
         if new.norm is not None:
             new.norm.load_state_dict(encoder.norm.state_dict())
         weight = ff.w_1.weight
-        return new.to(device=weight.device, dtype=weight.dtype).train(encoder.training)
+        return new.to(device=weight.device, dtype=weight.dtype).train(
+            encoder.training
+        )
 
 
 # %% [markdown]
@@ -500,7 +548,11 @@ class Encoder(nn.Module):
 x = seeded_randn(4, 16, 64, seed=5, device=device)
 for norm_first in [False, True]:
     torch.manual_seed(0)
-    encoder = Encoder(64, 4, 256, n_layers=6, norm_first=norm_first).to(device).eval()
+    encoder = (
+        Encoder(64, 4, 256, n_layers=6, norm_first=norm_first)
+        .to(device)
+        .eval()
+    )
     stream, stds = x, []
     with torch.no_grad():
         for layer in encoder.layers:
@@ -535,7 +587,9 @@ first = layer.ff.w_1.weight
 
 
 def shares_weights(other: EncoderLayer) -> bool:
-    return other.ff.w_1.weight.data_ptr() == first.data_ptr()  # the same memory?
+    return (
+        other.ff.w_1.weight.data_ptr() == first.data_ptr()
+    )  # the same memory?
 
 
 print(
@@ -590,7 +644,9 @@ out = layer(x, padding_mask(tokens, 0))
 alone = layer(x[1:, :2])  # sentence 1 without its padding
 torch.testing.assert_close(out[1, :2], alone[0])
 print(
-    "output shape", tuple(out.shape), "| padding changes nothing at the real positions"
+    "output shape",
+    tuple(out.shape),
+    "| padding changes nothing at the real positions",
 )
 
 # %% [markdown]
@@ -629,12 +685,16 @@ for norm_first in [False, True]:
         theirs, num_layers=3, norm=final_norm, enable_nested_tensor=False
     )
     stack = stack.to(device).eval()
-    with torch.no_grad():  # make the three copied layers differ, as training would
+    with (
+        torch.no_grad()
+    ):  # make the three copied layers differ, as training would
         for p in stack.parameters():
             p.add_(0.02 * torch.randn_like(p))
     ours_stack = Encoder.from_torch(stack).eval()
     expected = stack(src, src_key_padding_mask=key_padding)
-    torch.testing.assert_close(ours_stack(src, pad), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ours_stack(src, pad), expected, atol=1e-5, rtol=1e-5
+    )
     name = "pre-norm " if norm_first else "post-norm"
     print(f"{name}: layer and 3-layer stack equal to PyTorch's (≤ 1e-5)")
 

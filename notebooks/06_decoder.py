@@ -167,26 +167,41 @@ class DecoderLayer(nn.Module):
             x = self.norm3(x + self._ff_block(x))
         return x
 
-    def _sa_block(self, x: Tensor, mask: Tensor | None, cache: dict | None) -> Tensor:
+    def _sa_block(
+        self, x: Tensor, mask: Tensor | None, cache: dict | None
+    ) -> Tensor:
         if cache is None:
             return self.dropout1(self.self_attn(x, x, x, mask=mask))
         attn = self.self_attn
-        q, k, v = (attn.split_heads(w(x)) for w in (attn.w_q, attn.w_k, attn.w_v))
+        q, k, v = (
+            attn.split_heads(w(x)) for w in (attn.w_q, attn.w_k, attn.w_v)
+        )
         if "k" in cache:  # the positions decoded before: (B, H, P, Dk)
-            k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            k, v = (
+                torch.cat([cache["k"], k], dim=2),
+                torch.cat([cache["v"], v], dim=2),
+            )
         cache["k"], cache["v"] = k, v
         new, total = q.size(2), k.size(2)
         # each new position sees all cached positions, and new ones up to itself
-        mask = causal_mask(total, x.device)[total - new :] if new > 1 else None
+        mask = (
+            causal_mask(total, x.device)[total - new :] if new > 1 else None
+        )
         return self.dropout1(attn.attend(q, k, v, mask=mask))
 
     def _ca_block(
-        self, x: Tensor, memory: Tensor, mask: Tensor | None, cache: dict | None
+        self,
+        x: Tensor,
+        memory: Tensor,
+        mask: Tensor | None,
+        cache: dict | None,
     ) -> Tensor:
         attn = self.cross_attn
         if cache is None:
             return self.dropout2(attn(x, memory, memory, mask=mask))
-        if "memory_k" not in cache:  # the encoder memory is projected once per sentence
+        if (
+            "memory_k" not in cache
+        ):  # the encoder memory is projected once per sentence
             cache["memory_k"] = attn.split_heads(attn.w_k(memory))
             cache["memory_v"] = attn.split_heads(attn.w_v(memory))
         q = attn.split_heads(attn.w_q(x))
@@ -205,7 +220,10 @@ class DecoderLayer(nn.Module):
             raise TypeError(
                 f"expected nn.TransformerDecoderLayer, got {type(layer).__name__}"
             )
-        attentions = {"self_attn": "self_attn", "cross_attn": "multihead_attn"}
+        attentions = {
+            "self_attn": "self_attn",
+            "cross_attn": "multihead_attn",
+        }
         return _from_torch_layer(cls, layer, attentions)
 
 
@@ -230,13 +248,23 @@ class Decoder(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        if (
+            isinstance(n_layers, bool)
+            or not isinstance(n_layers, int)
+            or n_layers < 1
+        ):
+            raise ValueError(
+                f"n_layers must be a positive int, got {n_layers!r}"
+            )
         self.layers = nn.ModuleList(
-            DecoderLayer(d_model, n_heads, d_ff, dropout, norm_first, eps, bias)
+            DecoderLayer(
+                d_model, n_heads, d_ff, dropout, norm_first, eps, bias
+            )
             for _ in range(n_layers)
         )
-        self.norm = nn.LayerNorm(d_model, eps=eps, bias=bias) if norm_first else None
+        self.norm = (
+            nn.LayerNorm(d_model, eps=eps, bias=bias) if norm_first else None
+        )
 
     def forward(
         self,
@@ -264,14 +292,20 @@ class Decoder(nn.Module):
 # target mask and a source padding mask (inverted into PyTorch's True = blocked convention):
 
 # %%
-src_tokens = torch.tensor([[4, 5, 6, 7, 8, 3], [4, 5, 6, 0, 0, 0]], device=device)
+src_tokens = torch.tensor(
+    [[4, 5, 6, 7, 8, 3], [4, 5, 6, 0, 0, 0]], device=device
+)
 tgt_tokens = torch.tensor([[1, 9, 8, 7, 2], [1, 9, 2, 0, 0]], device=device)
 memory = seeded_randn(
     2, 6, 32, seed=1, device=device
 )  # (B, S, D): stands in for an encoder output
-x = seeded_randn(2, 5, 32, seed=2, device=device)  # (B, T, D): embedded target
+x = seeded_randn(
+    2, 5, 32, seed=2, device=device
+)  # (B, T, D): embedded target
 src_mask = padding_mask(src_tokens, 0)  # (B, 1, 1, S)
-tgt_mask = causal_mask(5, device) & padding_mask(tgt_tokens, 0)  # (B, 1, T, T)
+tgt_mask = causal_mask(5, device) & padding_mask(
+    tgt_tokens, 0
+)  # (B, 1, T, T)
 
 for norm_first in [False, True]:
     torch.manual_seed(0)
@@ -289,7 +323,9 @@ for norm_first in [False, True]:
     )
     out = ours(x, memory, tgt_mask=tgt_mask, memory_mask=src_mask)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
-    print(f"norm_first={norm_first!s:5}: equal to nn.TransformerDecoderLayer (≤ 1e-5)")
+    print(
+        f"norm_first={norm_first!s:5}: equal to nn.TransformerDecoderLayer (≤ 1e-5)"
+    )
 
 # %% [markdown]
 # (ch6-config)=
@@ -377,7 +413,9 @@ class Transformer(nn.Module):
         src (B, S) and tgt (B, T) token ids. Returns logits (B, T, V).
     """
 
-    def __init__(self, src_vocab: int, tgt_vocab: int, config: TransformerConfig):
+    def __init__(
+        self, src_vocab: int, tgt_vocab: int, config: TransformerConfig
+    ):
         super().__init__()
         _positive_int("src_vocab", src_vocab)
         _positive_int("tgt_vocab", tgt_vocab)
@@ -386,12 +424,19 @@ class Transformer(nn.Module):
                 f"share_embeddings needs one vocabulary, got src_vocab={src_vocab} "
                 f"and tgt_vocab={tgt_vocab}"
             )
-        for name, vocab in [("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)]:
+        for name, vocab in [
+            ("src_vocab", src_vocab),
+            ("tgt_vocab", tgt_vocab),
+        ]:
             if config.pad_id >= vocab:
                 raise ValueError(
                     f"pad_id={config.pad_id} is not a token of {name}={vocab}"
                 )
-        self.config, self.src_vocab, self.tgt_vocab = config, src_vocab, tgt_vocab
+        self.config, self.src_vocab, self.tgt_vocab = (
+            config,
+            src_vocab,
+            tgt_vocab,
+        )
         c = config
         layers = (
             c.d_model,
@@ -414,7 +459,9 @@ class Transformer(nn.Module):
         self.generator = nn.Linear(c.d_model, tgt_vocab)
         self._init_weights()
         if c.tie_embeddings:
-            self.generator.weight = self.tgt_embed.table.weight  # one tensor, two uses
+            self.generator.weight = (
+                self.tgt_embed.table.weight
+            )  # one tensor, two uses
 
     def _init_weights(self) -> None:
         """All initialisation in one place: Xavier-uniform matrices and zero biases for
@@ -433,8 +480,14 @@ class Transformer(nn.Module):
             or tokens.is_floating_point()
             or tokens.dtype == torch.bool
         ):
-            got = tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__
-            raise TypeError(f"{name} must be a tensor of integer token ids, got {got}")
+            got = (
+                tokens.dtype
+                if isinstance(tokens, Tensor)
+                else type(tokens).__name__
+            )
+            raise TypeError(
+                f"{name} must be a tensor of integer token ids, got {got}"
+            )
         if tokens.dim() != 2 or 0 in tokens.shape:
             raise ValueError(
                 f"{name} must have shape (batch, length), got {tuple(tokens.shape)}"
@@ -516,7 +569,9 @@ def make_model(src_vocab: int, tgt_vocab: int, **overrides) -> Transformer:
 # %%
 for tie in [True, False]:
     base = make_model(37000, 37000, tie_embeddings=tie, share_embeddings=tie)
-    total = sum(p.numel() for p in base.parameters())  # shared tensors are counted once
+    total = sum(
+        p.numel() for p in base.parameters()
+    )  # shared tensors are counted once
     embeddings = sum(
         p.numel() for name, p in base.named_parameters() if "embed" in name
     )
@@ -568,7 +623,9 @@ assert moved > 0
 # %%
 torch.manual_seed(0)
 model = (
-    make_model(40, 40, d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0)
+    make_model(
+        40, 40, d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0
+    )
     .to(device)
     .eval()
 )
@@ -576,7 +633,9 @@ src = seeded_randint(3, 40, 3, 9, seed=3, device=device)
 tgt = seeded_randint(3, 40, 3, 8, seed=4, device=device)
 t = 4
 changed = tgt.clone()
-changed[:, t + 1 :] = seeded_randint(3, 40, 3, 8 - t - 1, seed=5, device=device)
+changed[:, t + 1 :] = seeded_randint(
+    3, 40, 3, 8 - t - 1, seed=5, device=device
+)
 
 with torch.no_grad():
     logits, logits_changed = model(src, tgt), model(src, changed)
@@ -609,8 +668,12 @@ with torch.no_grad():
         one = model.decode(
             tgt[:, step : step + 1], memory, padding_mask(src, 0), cache=cache
         )
-        torch.testing.assert_close(one[:, 0], full[:, step], atol=1e-5, rtol=1e-5)
-print(f"cached logits equal full recomputation at all {tgt.size(1)} steps (≤ 1e-5)")
+        torch.testing.assert_close(
+            one[:, 0], full[:, step], atol=1e-5, rtol=1e-5
+        )
+print(
+    f"cached logits equal full recomputation at all {tgt.size(1)} steps (≤ 1e-5)"
+)
 print(
     "the cache holds",
     cache.length,
@@ -679,12 +742,18 @@ def greedy_decode(
     if src_mask is None:
         src_mask = padding_mask(src, pad)
     memory = model.encode(src, src_mask)  # (B, S, D)
-    tokens = torch.full((src.size(0), 1), start_id, dtype=torch.long, device=src.device)
+    tokens = torch.full(
+        (src.size(0), 1), start_id, dtype=torch.long, device=src.device
+    )
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     cache = model.new_cache() if use_cache else None
     for _ in range(max_len):
-        if cache is not None:  # feed only the newest token; the cache holds the rest
-            logits = model.decode(tokens[:, -1:], memory, src_mask, cache=cache)
+        if (
+            cache is not None
+        ):  # feed only the newest token; the cache holds the rest
+            logits = model.decode(
+                tokens[:, -1:], memory, src_mask, cache=cache
+            )
         else:  # feed the whole prefix again
             logits = model.decode(tokens, memory, src_mask)
         next_logits = _never_emit(logits[:, -1], pad, start_id)  # (B, V)
@@ -724,21 +793,33 @@ def beam_search(
     _check_decoding(model, src, start_id, max_len)
     _positive_int("beam_size", beam_size)
     if not length_penalty >= 0:
-        raise ValueError(f"length_penalty must be >= 0, got {length_penalty!r}")
+        raise ValueError(
+            f"length_penalty must be >= 0, got {length_penalty!r}"
+        )
     pad, batch, k = model.config.pad_id, src.size(0), beam_size
     device = src.device
     if src_mask is None:
         src_mask = padding_mask(src, pad)
-    memory = model.encode(src, src_mask).repeat_interleave(k, dim=0)  # (B*K, S, D)
+    memory = model.encode(src, src_mask).repeat_interleave(
+        k, dim=0
+    )  # (B*K, S, D)
     src_mask = src_mask.repeat_interleave(k, dim=0)
     cache = model.new_cache()
-    sequences = torch.full((batch * k, 0), pad, dtype=torch.long, device=device)
-    last = torch.full((batch * k, 1), start_id, dtype=torch.long, device=device)
+    sequences = torch.full(
+        (batch * k, 0), pad, dtype=torch.long, device=device
+    )
+    last = torch.full(
+        (batch * k, 1), start_id, dtype=torch.long, device=device
+    )
     scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start equal: keep one, or it would be found k times
+    scores[:, 0] = (
+        0.0  # all beams start equal: keep one, or it would be found k times
+    )
     finished: list[list[tuple[float, Tensor]]] = [[] for _ in range(batch)]
     for step in range(max_len):
-        logits = model.decode(last, memory, src_mask, cache=cache)[:, -1]  # (B*K, V)
+        logits = model.decode(last, memory, src_mask, cache=cache)[
+            :, -1
+        ]  # (B*K, V)
         log_probs = torch.log_softmax(
             _never_emit(logits.float(), pad, start_id), dim=-1
         )
@@ -749,7 +830,9 @@ def beam_search(
         )  # (B, 2K)
         new_scores = torch.full((batch, k), float("-inf"), device=device)
         new_beams = torch.zeros(batch, k, dtype=torch.long, device=device)
-        new_tokens = torch.full((batch, k), pad, dtype=torch.long, device=device)
+        new_tokens = torch.full(
+            (batch, k), pad, dtype=torch.long, device=device
+        )
         for b in range(batch):
             if len(finished[b]) >= k:  # this source is done
                 continue
@@ -765,7 +848,10 @@ def beam_search(
                         [sequences[b * k + beam], last.new_tensor([end_id])]
                     )
                     finished[b].append(
-                        (score / _length_penalty(step + 1, length_penalty), ended)
+                        (
+                            score / _length_penalty(step + 1, length_penalty),
+                            ended,
+                        )
                     )
                     if len(finished[b]) >= k:
                         break
@@ -777,9 +863,15 @@ def beam_search(
                         break
         if all(len(f) >= k for f in finished):
             break
-        rows = (torch.arange(batch, device=device)[:, None] * k + new_beams).view(-1)
-        cache.reorder(rows)  # each surviving beam continues from its parent's cache
-        sequences = torch.cat([sequences[rows], new_tokens.view(-1, 1)], dim=1)
+        rows = (
+            torch.arange(batch, device=device)[:, None] * k + new_beams
+        ).view(-1)
+        cache.reorder(
+            rows
+        )  # each surviving beam continues from its parent's cache
+        sequences = torch.cat(
+            [sequences[rows], new_tokens.view(-1, 1)], dim=1
+        )
         scores, last = new_scores, new_tokens.view(-1, 1)
     else:  # max_len reached: unfinished beams compete with the finished ones
         for b in range(batch):
@@ -789,7 +881,9 @@ def beam_search(
                         normalised = scores[b, beam].item() / _length_penalty(
                             max_len, length_penalty
                         )
-                        finished[b].append((normalised, sequences[b * k + beam]))
+                        finished[b].append(
+                            (normalised, sequences[b * k + beam])
+                        )
     best = [max(f, key=lambda pair: pair[0]) for f in finished]
     length = max(seq.numel() for _, seq in best)
     tokens = torch.full((batch, length), pad, dtype=torch.long, device=device)
@@ -807,10 +901,14 @@ model.eval()
 start, end = 1, 2
 sources = seeded_randint(3, 40, 4, 7, seed=6, device=device)
 greedy = greedy_decode(model, sources, start, end, max_len=12)
-recomputed = greedy_decode(model, sources, start, end, max_len=12, use_cache=False)
+recomputed = greedy_decode(
+    model, sources, start, end, max_len=12, use_cache=False
+)
 beam1, _ = beam_search(model, sources, start, end, beam_size=1, max_len=12)
 assert torch.equal(greedy, recomputed) and torch.equal(greedy, beam1)
-beam4, scores = beam_search(model, sources, start, end, beam_size=4, max_len=12)
+beam4, scores = beam_search(
+    model, sources, start, end, beam_size=4, max_len=12
+)
 print("greedy == no cache == beam size 1:", tuple(greedy.shape))
 print(
     "beam size 4 output:",
@@ -838,7 +936,10 @@ def generate(use_cache: bool) -> torch.Tensor:
     )
 
 
-assert generate(True).shape == (1, 64)  # end_id=-1 is no token: always 64 tokens
+assert generate(True).shape == (
+    1,
+    64,
+)  # end_id=-1 is no token: always 64 tokens
 times = time_calls(lambda: generate(True), lambda: generate(False), repeats=3)
 cached, recomputed = (statistics.median(t) for t in times)
 print(

@@ -88,7 +88,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from transformer_lite.decoder import Transformer, TransformerConfig, greedy_decode
+from transformer_lite.decoder import (
+    Transformer,
+    TransformerConfig,
+    greedy_decode,
+)
 
 # Shapes: B batch, S source length, T target length, V vocabulary.
 
@@ -120,7 +124,9 @@ class Vocab:
     def encode(self, text: str) -> list[int]:
         unknown = sorted({c for c in text if c not in self.index})
         if unknown:
-            raise ValueError(f"characters not in the vocabulary: {''.join(unknown)!r}")
+            raise ValueError(
+                f"characters not in the vocabulary: {''.join(unknown)!r}"
+            )
         return [self.index[c] for c in text]
 
     def decode(self, ids: list[int] | Tensor) -> str:
@@ -170,7 +176,9 @@ def split_dates(seed: int = 0, held_out: float = 0.1) -> tuple[list, list]:
     """All days from 1900-01-01 to 2099-12-31, shuffled by ``seed``; the last ``held_out``
     share are test dates the model never sees in training."""
     days = (LAST_DATE - FIRST_DATE).days + 1
-    order = torch.randperm(days, generator=torch.Generator().manual_seed(seed)).tolist()
+    order = torch.randperm(
+        days, generator=torch.Generator().manual_seed(seed)
+    ).tolist()
     dates = [FIRST_DATE + datetime.timedelta(days=i) for i in order]
     cut = days - int(days * held_out)
     return sorted(dates[:cut]), sorted(dates[cut:])
@@ -202,17 +210,23 @@ def date_example(
     return (noisy(text, rng) if noise else text), date.isoformat()
 
 
-def copy_example(rng: random.Random, held_out: bool = False) -> tuple[str, str]:
+def copy_example(
+    rng: random.Random, held_out: bool = False
+) -> tuple[str, str]:
     """A random string of 4 to 12 symbols, and the same string as the target. Strings whose
     symbol indices sum to a multiple of 10 are kept for testing, the rest for training."""
     while True:
-        text = "".join(rng.choice(COPY_SYMBOLS) for _ in range(rng.randint(4, 12)))
+        text = "".join(
+            rng.choice(COPY_SYMBOLS) for _ in range(rng.randint(4, 12))
+        )
         if (sum(COPY_SYMBOLS.index(c) for c in text) % 10 == 0) == held_out:
             return text, text
 
 
 def encode_batch(
-    pairs: list[tuple[str, str]], vocab: Vocab, device: torch.device | str | None = None
+    pairs: list[tuple[str, str]],
+    vocab: Vocab,
+    device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Token tensors for (source, target) pairs: src (B, S); the decoder's input, the target
     shifted right behind <s>, (B, T); and the labels, the target then </s>, (B, T).
@@ -244,10 +258,17 @@ class BatchStream:
     """
 
     def __init__(
-        self, task: str, vocab: Vocab, batch_size: int, seed: int = 0, pool: int = 32
+        self,
+        task: str,
+        vocab: Vocab,
+        batch_size: int,
+        seed: int = 0,
+        pool: int = 32,
     ):
         if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASKS)}")
+            raise ValueError(
+                f"unknown task {task!r}; choose one of {sorted(TASKS)}"
+            )
         self.task, self.vocab, self.batch_size, self.seed, self.pool = (
             task,
             vocab,
@@ -264,13 +285,15 @@ class BatchStream:
             n = self.batch_size * self.pool
             if self.task == "dates":
                 pairs = [
-                    date_example(rng.choice(self.train_dates), rng) for _ in range(n)
+                    date_example(rng.choice(self.train_dates), rng)
+                    for _ in range(n)
                 ]
             else:
                 pairs = [copy_example(rng) for _ in range(n)]
             pairs.sort(key=lambda pair: len(pair[0]))
             batches = [
-                pairs[i : i + self.batch_size] for i in range(0, n, self.batch_size)
+                pairs[i : i + self.batch_size]
+                for i in range(0, n, self.batch_size)
             ]
             rng.shuffle(batches)
             self._cached = (index, batches)
@@ -291,7 +314,9 @@ class BatchStream:
         return (*encode_batch(mine, self.vocab, device), n_tokens)
 
 
-def held_out_pairs(task: str, seed: int = 0, n: int = 5400) -> list[tuple[str, str]]:
+def held_out_pairs(
+    task: str, seed: int = 0, n: int = 5400
+) -> list[tuple[str, str]]:
     """Held-out pairs: for dates, dates never drawn in training, each in a random style
     (with noise); for copy, fresh random strings."""
     rng = random.Random(f"test-{seed}")
@@ -314,7 +339,10 @@ rng = random.Random(0)
 date = datetime.date(2026, 11, 27)
 for locale, style in date_styles():
     print(f"{locale} {style:6}  {_format_date(date, locale, style)}")
-print("with noise:", [noisy(_format_date(date, "en", "full"), rng) for _ in range(4)])
+print(
+    "with noise:",
+    [noisy(_format_date(date, "en", "full"), rng) for _ in range(4)],
+)
 
 # %% [markdown]
 # ## Batches, padding, and a loss that ignores it
@@ -339,7 +367,13 @@ print("decoded:", [vocab.decode(row) for row in tgt_out])
 # %%
 torch.manual_seed(0)
 model = make_model(
-    len(vocab), len(vocab), d_model=32, n_heads=4, d_ff=64, n_layers=1, dropout=0.0
+    len(vocab),
+    len(vocab),
+    d_model=32,
+    n_heads=4,
+    d_ff=64,
+    n_layers=1,
+    dropout=0.0,
 )
 model = model.to(device).eval()
 src, tgt_in, tgt_out = encode_batch(pairs, vocab, device)
@@ -376,12 +410,16 @@ def label_smoothed_loss(
         logits (B, T, V), target (B, T). Returns a scalar.
     """
     if not torch.isfinite(logits).all():
-        raise ValueError("logits contain NaN or infinity: the loss would be NaN")
+        raise ValueError(
+            "logits contain NaN or infinity: the loss would be NaN"
+        )
     log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
     vocab = log_probs.size(-1)
     smoothed = torch.full_like(log_probs, smoothing / vocab)
     smoothed.scatter_add_(
-        -1, target[..., None], torch.full_like(log_probs[..., :1], 1 - smoothing)
+        -1,
+        target[..., None],
+        torch.full_like(log_probs[..., :1], 1 - smoothing),
     )
     per_token = -(smoothed * log_probs).sum(-1)  # (B, T)
     real = target != pad_id
@@ -389,14 +427,19 @@ def label_smoothed_loss(
 
 
 # %%
-logits = seeded_randn(4, 7, len(vocab), seed=1, device=device) * 3  # (B, T, V)
+logits = (
+    seeded_randn(4, 7, len(vocab), seed=1, device=device) * 3
+)  # (B, T, V)
 target = seeded_randint(4, len(vocab), 4, 7, seed=2, device=device)  # (B, T)
 target[1, 4:] = PAD  # a shorter row
 target[3, 2:] = PAD
 for smoothing in [0.0, 0.1, 0.3]:
     ours = label_smoothed_loss(logits, target, smoothing, pad_id=PAD)
     theirs = F.cross_entropy(
-        logits.transpose(1, 2), target, ignore_index=PAD, label_smoothing=smoothing
+        logits.transpose(1, 2),
+        target,
+        ignore_index=PAD,
+        label_smoothing=smoothing,
     )
     torch.testing.assert_close(ours, theirs)
     print(
@@ -455,7 +498,9 @@ fig, ax = plt.subplots()
 for d_model, warmup in [(512, 4000), (512, 8000), (1024, 4000)]:
     factor = noam_lambda(d_model, warmup)
     ax.plot(
-        steps, [factor(s) for s in steps], label=f"d_model={d_model}, warmup={warmup}"
+        steps,
+        [factor(s) for s in steps],
+        label=f"d_model={d_model}, warmup={warmup}",
     )
 ax.set_xlabel("step")
 ax.set_ylabel("learning rate")
@@ -467,9 +512,15 @@ short = list(range(1500))
 paper_small, ours = noam_lambda(128, 150), linear_lambda(150, 1500)
 fig, ax = plt.subplots()
 ax.plot(
-    short, [paper_small(s) for s in short], label="paper's, d_model=128, warmup=150"
+    short,
+    [paper_small(s) for s in short],
+    label="paper's, d_model=128, warmup=150",
 )
-ax.plot(short, [2e-3 * ours(s) for s in short], label="ours: linear to 2e-3, then to 0")
+ax.plot(
+    short,
+    [2e-3 * ours(s) for s in short],
+    label="ours: linear to 2e-3, then to 0",
+)
 ax.set_xlabel("step")
 ax.set_ylabel("learning rate")
 ax.set_title("For a 1,500-step budget")
@@ -503,7 +554,9 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-3
     warmup: int = 150
-    schedule: str = "linear"  # or "noam" (then lr is a multiplier of the paper's rate)
+    schedule: str = (
+        "linear"  # or "noam" (then lr is a multiplier of the paper's rate)
+    )
     label_smoothing: float = 0.1
     clip: float = 1.0
     eval_every: int = 0  # 0: evaluate only at the end
@@ -517,8 +570,14 @@ class TrainConfig:
             )
         for name in ("steps", "batch_size", "warmup"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < 1
+            ):
+                raise ValueError(
+                    f"{name} must be a positive int, got {value!r}"
+                )
         if self.schedule not in ("linear", "noam"):
             raise ValueError(
                 f"schedule must be 'linear' or 'noam', got {self.schedule!r}"
@@ -587,7 +646,10 @@ def load_checkpoint(path: str | Path) -> dict:
         raise ValueError(
             f"{path} is not a transformer_lite checkpoint ({error.__class__.__name__})"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if (
+        not isinstance(state, dict)
+        or state.get("format") != CHECKPOINT_FORMAT
+    ):
         raise ValueError(f"{path} is not a transformer_lite checkpoint")
     return state
 
@@ -624,11 +686,13 @@ def exact_match(
     was_training = model.training
     model.eval()
     longest = max(len(t) for _, t in pairs)
-    predictions = translate(model, vocab, [s for s, _ in pairs], max_len=longest + 1)
-    model.train(was_training)
-    return sum(p == t for p, (_, t) in zip(predictions, pairs, strict=True)) / len(
-        pairs
+    predictions = translate(
+        model, vocab, [s for s, _ in pairs], max_len=longest + 1
     )
+    model.train(was_training)
+    return sum(
+        p == t for p, (_, t) in zip(predictions, pairs, strict=True)
+    ) / len(pairs)
 
 
 class Trainer:
@@ -648,7 +712,9 @@ class Trainer:
         self.config = config
         self.vocab = TASKS[config.task]()
         self.model_config = model_config or small_model_config()
-        local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
+        local_rank = int(
+            os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))
+        )
         self.device = torch.device(
             _default_device(local_rank) if device is None else device
         )
@@ -671,13 +737,19 @@ class Trainer:
         # fused: one kernel updates every parameter (the default loops over them, about
         # 4x slower on a CPU; see the Performance appendix)
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9, fused=True
+            self.model.parameters(),
+            lr=lr,
+            betas=(0.9, 0.98),
+            eps=1e-9,
+            fused=True,
         )
         if config.schedule == "noam":
             factor = noam_lambda(self.model_config.d_model, config.warmup)
         else:
             factor = linear_lambda(config.warmup, config.steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, factor
+        )
         self.stream = BatchStream(
             config.task, self.vocab, config.batch_size, seed=config.seed
         )
@@ -714,7 +786,9 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return per_token.item() / n_tokens * self.world_size  # this shard's estimate
+        return (
+            per_token.item() / n_tokens * self.world_size
+        )  # this shard's estimate
 
     def fit(
         self,
@@ -729,9 +803,16 @@ class Trainer:
 
         if progress is None:
             progress = sys.stderr.isatty() and self.rank == 0
-        stop = self.config.steps if until is None else min(until, self.config.steps)
+        stop = (
+            self.config.steps
+            if until is None
+            else min(until, self.config.steps)
+        )
         bar = tqdm(
-            total=stop, initial=self.step, disable=not progress, desc=self.config.task
+            total=stop,
+            initial=self.step,
+            disable=not progress,
+            desc=self.config.task,
         )
         started = time.perf_counter() - self.seconds
         while self.step < stop:
@@ -739,9 +820,15 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
             every = self.config.eval_every
-            if self.step == self.config.steps or (every and self.step % every == 0):
+            if self.step == self.config.steps or (
+                every and self.step % every == 0
+            ):
                 self.seconds = time.perf_counter() - started
-                record = {"step": self.step, "loss": loss, "seconds": self.seconds}
+                record = {
+                    "step": self.step,
+                    "loss": loss,
+                    "seconds": self.seconds,
+                }
                 if self.rank == 0:
                     record["exact_match"] = self.evaluate()
                 self.history.append(
@@ -786,7 +873,9 @@ class Trainer:
         had never stopped."""
         state = load_checkpoint(path)
         try:
-            saved = state["train_config"] | ({} if steps is None else {"steps": steps})
+            saved = state["train_config"] | (
+                {} if steps is None else {"steps": steps}
+            )
             config, model_config = (
                 TrainConfig(**saved),
                 TransformerConfig(**state["model_config"]),
@@ -879,7 +968,9 @@ def _distributed_teardown() -> None:
 def _default_device(rank: int) -> torch.device:
     if torch.cuda.is_available():
         return torch.device(
-            "cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
+            "cuda",
+            int(os.environ.get("LOCAL_RANK", rank))
+            % torch.cuda.device_count(),
         )
     return torch.device("cpu")
 
@@ -897,7 +988,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Train the book's Transformer on a task, or translate with a checkpoint.",
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{train,translate}", parser_class=_Parser
+        dest="command",
+        required=True,
+        metavar="{train,translate}",
+        parser_class=_Parser,
     )
     train = commands.add_parser(
         "train",
@@ -921,7 +1015,9 @@ def _parser() -> argparse.ArgumentParser:
         "--out", required=True, type=Path, help="checkpoint file to write"
     )
     train.add_argument(
-        "--resume", action="store_true", help="continue from --out if it exists"
+        "--resume",
+        action="store_true",
+        help="continue from --out if it exists",
     )
     train.add_argument(
         "--batch-size",
@@ -948,22 +1044,40 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate and save every N steps (default %(default)s)",
     )
     train.add_argument(
-        "--seed", type=int, default=0, help="random seed (default %(default)s)"
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed (default %(default)s)",
     )
     train.add_argument(
-        "--d-model", type=int, default=128, help="model width (default %(default)s)"
+        "--d-model",
+        type=int,
+        default=128,
+        help="model width (default %(default)s)",
     )
     train.add_argument(
-        "--n-layers", type=int, default=2, help="layers per stack (default %(default)s)"
+        "--n-layers",
+        type=int,
+        default=2,
+        help="layers per stack (default %(default)s)",
     )
     train.add_argument(
-        "--n-heads", type=int, default=4, help="attention heads (default %(default)s)"
+        "--n-heads",
+        type=int,
+        default=4,
+        help="attention heads (default %(default)s)",
     )
     train.add_argument(
-        "--d-ff", type=int, default=512, help="feed-forward width (default %(default)s)"
+        "--d-ff",
+        type=int,
+        default=512,
+        help="feed-forward width (default %(default)s)",
     )
     train.add_argument(
-        "--dropout", type=float, default=0.0, help="dropout (default %(default)s)"
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="dropout (default %(default)s)",
     )
     train.add_argument(
         "--norm-first",
@@ -976,7 +1090,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Translate each TEXT with a checkpoint from `train`, one result per line.",
     )
     translate_.add_argument(
-        "--checkpoint", required=True, type=Path, help="checkpoint written by train"
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="checkpoint written by train",
     )
     translate_.add_argument(
         "texts", nargs="+", metavar="TEXT", help='e.g. "27 novembre 2026"'
@@ -1054,7 +1171,9 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% tags=["nbval-ignore-output"]
 copy_trainer = Trainer(
-    TrainConfig(task="copy", steps=COPY_STEPS, eval_every=100, eval_size=2000),
+    TrainConfig(
+        task="copy", steps=COPY_STEPS, eval_every=100, eval_size=2000
+    ),
     device=device,
 )
 copy_trainer.fit(progress=False)
@@ -1074,7 +1193,8 @@ print("copy: every held-out string copied exactly")
 
 # %% tags=["nbval-ignore-output"]
 dates_trainer = Trainer(
-    TrainConfig(task="dates", steps=DATES_STEPS, eval_every=500), device=device
+    TrainConfig(task="dates", steps=DATES_STEPS, eval_every=500),
+    device=device,
 )
 dates_trainer.fit(out=workdir / "dates.pt", progress=False, until=500)
 print(describe(dates_trainer.history[-1]))
@@ -1090,9 +1210,13 @@ held_out = held_out_pairs("dates", seed=0)
 
 
 def show_misses(model: Transformer, limit: int = 10) -> None:
-    predictions = translate(model, vocab, [s for s, _ in held_out], max_len=12)
+    predictions = translate(
+        model, vocab, [s for s, _ in held_out], max_len=12
+    )
     misses = [
-        (s, t, p) for (s, t), p in zip(held_out, predictions, strict=True) if p != t
+        (s, t, p)
+        for (s, t), p in zip(held_out, predictions, strict=True)
+        if p != t
     ]
     print(f"{len(misses)} of {len(held_out)} wrong")
     for source, target, prediction in misses[:limit]:
@@ -1175,7 +1299,9 @@ for (text, iso), ax in zip(examples, axes.flat, strict=True):
         0
     )  # (T, S), heads averaged
     outputs = [*iso, "</s>"]
-    plot_attention(weights, outputs, list(text), title=text, ax=ax, annotate=False)
+    plot_attention(
+        weights, outputs, list(text), title=text, ax=ax, annotate=False
+    )
 fig.tight_layout()
 plt.show()
 
@@ -1194,21 +1320,29 @@ plt.show()
 def small_trainer() -> Trainer:
     config = TrainConfig(task="copy", steps=20, eval_size=50, warmup=5)
     return Trainer(
-        config, small_model_config(d_model=32, d_ff=64, dropout=0.1), device="cpu"
+        config,
+        small_model_config(d_model=32, d_ff=64, dropout=0.1),
+        device="cpu",
     )
 
 
 straight = small_trainer().fit(progress=False)
-interrupted = small_trainer().fit(progress=False, until=10)  # stops after step 10
+interrupted = small_trainer().fit(
+    progress=False, until=10
+)  # stops after step 10
 interrupted.save(workdir / "half.pt")
-resumed = Trainer.resume(workdir / "half.pt", device="cpu").fit(progress=False)
+resumed = Trainer.resume(workdir / "half.pt", device="cpu").fit(
+    progress=False
+)
 for (name, a), b in zip(
     straight.model.state_dict().items(),
     resumed.model.state_dict().values(),
     strict=True,
 ):
     assert torch.equal(a, b), name
-print("resumed after 10 steps: all parameters bit-identical to the uninterrupted run")
+print(
+    "resumed after 10 steps: all parameters bit-identical to the uninterrupted run"
+)
 
 # %% [markdown]
 # ## The command line

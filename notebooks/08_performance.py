@@ -127,7 +127,10 @@ def cell(side: dict) -> str:
 display(
     table(
         ["L"] + [f"{label}: time, memory" for label in sides.values()],
-        [[str(r["L"])] + [cell(r[side]) for side in sides] for r in attention],
+        [
+            [str(r["L"])] + [cell(r[side]) for side in sides]
+            for r in attention
+        ],
     )
 )
 
@@ -146,7 +149,12 @@ def plot_sides(rows: list[dict], sides: dict[str, str], title: str) -> None:
         high = [r[side]["seconds"]["max"] * 1e3 for r in measured]
         left.plot(lengths, seconds, "o-", label=label)
         left.fill_between(lengths, low, high, alpha=0.2)
-        right.plot(lengths, [r[side]["peak_mib"] for r in measured], "o-", label=label)
+        right.plot(
+            lengths,
+            [r[side]["peak_mib"] for r in measured],
+            "o-",
+            label=label,
+        )
     for ax, unit in [
         (left, "time (ms), forward + backward"),
         (right, "peak memory (MiB)"),
@@ -251,7 +259,10 @@ assert all(r["time_ratio"] <= 1.0 for r in mha)  # ours is never slower
 
 # %%
 at_512 = next(r for r in mha if r["L"] == 512)
-for side, label in [("ours", "MultiHeadAttention"), ("torch", "nn.MultiheadAttention")]:
+for side, label in [
+    ("ours", "MultiHeadAttention"),
+    ("torch", "nn.MultiheadAttention"),
+]:
     ms_in = at_512[side]["profile_ms"]
     print(
         f"L=512, {label:21}: {ms_in['total']:5.0f} ms in the profiler, of which "
@@ -305,7 +316,9 @@ display(
 fig, axes = plt.subplots(1, len(training), figsize=(4 * len(training), 3.5))
 for ax, r in zip(axes, training, strict=True):
     speeds = [r["ours"]["tokens_per_s"], r["torch"]["tokens_per_s"]]
-    bars = ax.bar(["transformer_lite", "nn.Transformer"], speeds, color=["C0", "C1"])
+    bars = ax.bar(
+        ["transformer_lite", "nn.Transformer"], speeds, color=["C0", "C1"]
+    )
     ax.bar_label(bars, [f"{v:,.0f}" for v in speeds])
     ax.set_title(f"{r['config']} model")
     ax.set_ylabel("target tokens per second")
@@ -433,7 +446,9 @@ if wall:
         )
     )
 else:
-    print("this run did not time the commands (python -m benchmarks --wall does)")
+    print(
+        "this run did not time the commands (python -m benchmarks --wall does)"
+    )
 
 # %% [markdown]
 # `make test` runs the whole test suite, including every notebook re-executed and the book rendered in a browser;

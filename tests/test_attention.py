@@ -76,14 +76,20 @@ def test_row_with_nothing_to_attend_is_zero_not_nan():
 
 
 def test_softmax_of_all_minus_inf_row_is_zero():
-    scores = torch.tensor([[1.0, float("-inf")], [float("-inf"), float("-inf")]])
-    torch.testing.assert_close(softmax(scores), torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    scores = torch.tensor(
+        [[1.0, float("-inf")], [float("-inf"), float("-inf")]]
+    )
+    torch.testing.assert_close(
+        softmax(scores), torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    )
 
 
 def test_scale_defaults_to_inverse_sqrt_dk_and_can_be_set():
     q, k, v = qkv(2)
     default, _ = scaled_dot_product_attention(q, k, v)
-    explicit, _ = scaled_dot_product_attention(q, k, v, scale=1 / math.sqrt(16))
+    explicit, _ = scaled_dot_product_attention(
+        q, k, v, scale=1 / math.sqrt(16)
+    )
     torch.testing.assert_close(default, explicit, rtol=0, atol=0)
     torch.testing.assert_close(
         scaled_dot_product_attention(q, k, v, scale=1.0)[0],
@@ -101,12 +107,16 @@ def test_gradients_match_torch():
     mask = seeded_randn(2, 1, 5, 7, seed=4) > 0
     mask[..., 0] = True
     upstream = seeded_randn(2, 3, 5, 8, seed=5)
-    (scaled_dot_product_attention(q1, k1, v1, mask=mask)[0] * upstream).sum().backward()
+    (
+        scaled_dot_product_attention(q1, k1, v1, mask=mask)[0] * upstream
+    ).sum().backward()
     (
         F.scaled_dot_product_attention(q2, k2, v2, attn_mask=mask) * upstream
     ).sum().backward()
     for ours, theirs in [(q1, q2), (k1, k2), (v1, v2)]:
-        torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            ours.grad, theirs.grad, atol=1e-5, rtol=1e-4
+        )
 
 
 def test_dropout_zeroes_weights_and_keeps_expectation():
@@ -119,13 +129,16 @@ def test_dropout_zeroes_weights_and_keeps_expectation():
     kept = dropped != 0
     torch.testing.assert_close(dropped[kept], plain[kept] / 0.75)
     torch.testing.assert_close(out, dropped @ v)
-    assert torch.equal(scaled_dot_product_attention(q, k, v, dropout=0.0)[1], plain)
+    assert torch.equal(
+        scaled_dot_product_attention(q, k, v, dropout=0.0)[1], plain
+    )
 
 
 @pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
 def test_bad_dropout(p):
     with pytest.raises(
-        ValueError, match=f"dropout must be a probability in \\[0, 1\\), got {p}"
+        ValueError,
+        match=f"dropout must be a probability in \\[0, 1\\), got {p}",
     ):
         scaled_dot_product_attention(*qkv(2), dropout=p)
 
@@ -136,7 +149,9 @@ def test_non_bool_mask_is_refused(dtype):
     with pytest.raises(
         TypeError, match=f"mask must be a bool tensor .* got dtype {dtype}"
     ):
-        scaled_dot_product_attention(q, k, v, mask=torch.ones(5, 7, dtype=dtype))
+        scaled_dot_product_attention(
+            q, k, v, mask=torch.ones(5, 7, dtype=dtype)
+        )
 
 
 def test_mask_that_does_not_broadcast_is_refused():
@@ -154,14 +169,20 @@ def test_mask_that_does_not_broadcast_is_refused():
 
 
 def test_mask_must_be_a_tensor():
-    with pytest.raises(TypeError, match="mask must be a bool tensor, got list"):
+    with pytest.raises(
+        TypeError, match="mask must be a bool tensor, got list"
+    ):
         check_mask([[True]], (1, 1))
 
 
 def test_query_with_nothing_to_attend_to_makes_no_nan_even_inside_autograd():
-    q, k, v = (seeded_randn(2, 3, 4, 8, seed=s).requires_grad_() for s in (1, 2, 3))
+    q, k, v = (
+        seeded_randn(2, 3, 4, 8, seed=s).requires_grad_() for s in (1, 2, 3)
+    )
     mask = seeded_randn(2, 1, 4, 4, seed=4) > 0
-    mask[0, 0, 1] = False  # query 1 of the first sequence may attend to nothing
+    mask[0, 0, 1] = (
+        False  # query 1 of the first sequence may attend to nothing
+    )
     mask[1, 0, :, 0] = True
     mask[0, 0, [0, 2, 3], 0] = True
     # anomaly mode raises if any backward function returns NaN, even one masked out later

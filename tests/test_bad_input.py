@@ -50,14 +50,20 @@ CASES = {
     ),
     "int mask": (
         lambda m: tl.MultiHeadAttention(D, 2)(
-            x(1, 3, D), x(1, 3, D), x(1, 3, D), mask=torch.ones(3, 3, dtype=torch.long)
+            x(1, 3, D),
+            x(1, 3, D),
+            x(1, 3, D),
+            mask=torch.ones(3, 3, dtype=torch.long),
         ),
         TypeError,
         "got dtype torch.int64",
     ),
     "mask that does not broadcast": (
         lambda m: tl.scaled_dot_product_attention(
-            x(2, 3, 4), x(2, 5, 4), x(2, 5, 4), mask=torch.ones(3, 4, dtype=torch.bool)
+            x(2, 3, 4),
+            x(2, 5, 4),
+            x(2, 5, 4),
+            mask=torch.ones(3, 4, dtype=torch.bool),
         ),
         ValueError,
         r"mask of shape \(3, 4\) does not broadcast .* \(2, 3, 5\)",
@@ -68,7 +74,9 @@ CASES = {
         "same last dimension d_k, got 8 and 6",
     ),
     "embedding width is not d_model": (
-        lambda m: tl.MultiHeadAttention(D, 2)(x(1, 3, 12), x(1, 3, D), x(1, 3, D)),
+        lambda m: tl.MultiHeadAttention(D, 2)(
+            x(1, 3, 12), x(1, 3, D), x(1, 3, D)
+        ),
         ValueError,
         "query has 12 features but d_model=16",
     ),
@@ -171,14 +179,23 @@ def test_files_that_are_not_checkpoints(tmp_path):
 
 
 def test_checkpoint_from_another_config(tmp_path):
-    config = tl.TrainConfig(task="copy", steps=1, batch_size=8, warmup=1, eval_size=4)
-    small = tl.Trainer(config, tl.small_model_config(d_model=16, d_ff=32), device="cpu")
+    config = tl.TrainConfig(
+        task="copy", steps=1, batch_size=8, warmup=1, eval_size=4
+    )
+    small = tl.Trainer(
+        config, tl.small_model_config(d_model=16, d_ff=32), device="cpu"
+    )
     small.save(tmp_path / "small.pt")
-    wide = tl.Trainer(config, tl.small_model_config(d_model=32, d_ff=32), device="cpu")
+    wide = tl.Trainer(
+        config, tl.small_model_config(d_model=32, d_ff=32), device="cpu"
+    )
     with pytest.raises(
-        ValueError, match=r"made for another model \(d_model: 16 there, 32 here"
+        ValueError,
+        match=r"made for another model \(d_model: 16 there, 32 here",
     ):
-        wide.load_state(tl.load_checkpoint(tmp_path / "small.pt"), source="small.pt")
+        wide.load_state(
+            tl.load_checkpoint(tmp_path / "small.pt"), source="small.pt"
+        )
 
 
 def test_failed_save_leaves_the_old_checkpoint(tmp_path, monkeypatch):

@@ -17,7 +17,12 @@ CPU = torch.device("cpu")
 
 def test_timing_summarises_runs():
     timing = Timing.of([0.3, 0.1, 0.2, 0.5, 0.4])
-    assert (timing.median, timing.min, timing.max, timing.runs) == (0.3, 0.1, 0.5, 5)
+    assert (timing.median, timing.min, timing.max, timing.runs) == (
+        0.3,
+        0.1,
+        0.5,
+        5,
+    )
 
 
 def test_peak_mib_counts_the_most_held_at_once():
@@ -32,17 +37,17 @@ def test_peak_mib_counts_the_most_held_at_once():
 
 def test_peak_mib_ignores_what_existed_before():
     kept = [torch.empty(4 * 2**20)]  # 16 MiB allocated before the measurement
-    assert peak_mib(lambda: kept.append(torch.empty(2**20)), CPU) == pytest.approx(
-        4, abs=0.5
-    )
+    assert peak_mib(
+        lambda: kept.append(torch.empty(2**20)), CPU
+    ) == pytest.approx(4, abs=0.5)
 
 
 def test_peak_mib_frees_with_before_outside_the_count():
     # a tensor allocated while an earlier measurement was running (the profiler saw it)...
     kept = []
-    assert peak_mib(lambda: kept.append(torch.empty(2 * 2**20)), CPU) == pytest.approx(
-        8, abs=0.5
-    )
+    assert peak_mib(
+        lambda: kept.append(torch.empty(2 * 2**20)), CPU
+    ) == pytest.approx(8, abs=0.5)
 
     def run():  # ...which the next call frees first, as a benchmark drops old gradients
         kept.clear()
@@ -62,7 +67,8 @@ def test_machine_line_names_torch_and_threads():
         and f"{torch.get_num_threads()} threads" in info["line"]
     )
     assert (
-        info["torch_threads"] == torch.get_num_threads() and info["precision"] == "fp32"
+        info["torch_threads"] == torch.get_num_threads()
+        and info["precision"] == "fp32"
     )
 
 
@@ -79,7 +85,9 @@ def test_decoding_benchmark_checks_cached_equals_recomputed():
 def test_attention_core_sides_compute_the_same_function():
     q, k, v = (torch.randn(2, 3, 9, 8, dtype=torch.float64) for _ in range(3))
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
-    torch.testing.assert_close(suite.attention_with_chapter1_softmax(q, k, v), expected)
+    torch.testing.assert_close(
+        suite.attention_with_chapter1_softmax(q, k, v), expected
+    )
 
 
 def test_torch_baseline_model_runs_with_our_masks_convention():
@@ -97,7 +105,13 @@ def test_torch_baseline_model_runs_with_our_masks_convention():
 
 
 def _results(
-    speedup_small, speedup_base, share, mha_ratios, mha_peaks, decode, make_test
+    speedup_small,
+    speedup_base,
+    share,
+    mha_ratios,
+    mha_peaks,
+    decode,
+    make_test,
 ):
     return {
         "training": {
@@ -122,18 +136,24 @@ def _results(
                 )
             ]
         },
-        "decoding": {"rows": [{"config": "small", "batch": 1, "speedup": decode}]},
+        "decoding": {
+            "rows": [{"config": "small", "batch": 1, "speedup": decode}]
+        },
         "wall": {"make test": {"seconds": make_test, "exit_code": 0}},
     }
 
 
 def test_goals_met():
-    found = goals(_results(1.3, 1.1, 0.55, [0.8, 0.9, 0.95], [10, 20, 40], 6.0, 250))
+    found = goals(
+        _results(1.3, 1.1, 0.55, [0.8, 0.9, 0.95], [10, 20, 40], 6.0, 250)
+    )
     assert len(found) == 7 and all(g["met"] for g in found), found
 
 
 def test_goals_missed():
-    found = goals(_results(1.1, 0.9, 0.4, [0.8, 1.2, 0.9], [10, 40, 160], 2.0, 400))
+    found = goals(
+        _results(1.1, 0.9, 0.4, [0.8, 1.2, 0.9], [10, 40, 160], 2.0, 400)
+    )
     assert len(found) == 7 and not any(g["met"] for g in found), found
 
 
@@ -157,7 +177,9 @@ def _cli(*args, cwd):
 
 def test_cli_quick_run_writes_json(tmp_path, root):
     out = tmp_path / "bench.json"
-    done = _cli("--quick", "--only", "matmul", "mha", "--out", str(out), cwd=root)
+    done = _cli(
+        "--quick", "--only", "matmul", "mha", "--out", str(out), cwd=root
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
     assert data["quick"] and set(data["results"]) == {"matmul", "mha"}
@@ -196,7 +218,10 @@ def test_recorded_run_is_a_complete_run(root):
     (`make bench-record` times `make test`, which runs this test on the previous record.)"""
     data = json.loads((root / "benchmarks/results/cpu.json").read_text())
     results = data["results"]
-    assert not data["quick"] and set(SECTIONS) <= set(results) <= {*SECTIONS, "wall"}
+    assert not data["quick"] and set(SECTIONS) <= set(results) <= {
+        *SECTIONS,
+        "wall",
+    }
     assert data["machine"]["line"] and data["machine"]["device"] == "cpu"
     assert [r["L"] for r in results["mha"]["rows"]] == [
         64,
@@ -207,15 +232,22 @@ def test_recorded_run_is_a_complete_run(root):
         2048,
         4096,
     ]
-    assert {r["config"] for r in results["training"]["rows"]} == {"small", "base"}
+    assert {r["config"] for r in results["training"]["rows"]} == {
+        "small",
+        "base",
+    }
     assert all(r["same_tokens"] for r in results["decoding"]["rows"])
     runs = [r["seconds"]["runs"] for r in results["matmul"]["rows"]]
-    runs += [r["ours"]["seconds"]["runs"] for r in results["training"]["rows"]]
+    runs += [
+        r["ours"]["seconds"]["runs"] for r in results["training"]["rows"]
+    ]
     assert min(runs) >= 5
     assert all(w["exit_code"] == 0 for w in results.get("wall", {}).values())
     assert data["goals"] == goals(results)
 
 
 def test_goal_make_test_needs_a_passing_run():
-    (found,) = goals({"wall": {"make test": {"seconds": 100.0, "exit_code": 2}}})
+    (found,) = goals(
+        {"wall": {"make test": {"seconds": 100.0, "exit_code": 2}}}
+    )
     assert not found["met"] and "exit code 2" in found["measured"]

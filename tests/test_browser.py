@@ -122,12 +122,16 @@ def test_page_in_chromium(site, browser, page_path):
     problems: list[str] = []
     page.on(
         "console",
-        lambda m: m.type == "error" and problems.append(f"console error: {m.text}"),
+        lambda m: (
+            m.type == "error" and problems.append(f"console error: {m.text}")
+        ),
     )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on(
         "response",
-        lambda r: r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}"),
+        lambda r: (
+            r.status >= 400 and problems.append(f"HTTP {r.status}: {r.url}")
+        ),
     )
     url = urljoin(site, page_path)
     try:
@@ -143,7 +147,9 @@ def test_page_in_chromium(site, browser, page_path):
                 "window.MathJax && MathJax.startup && MathJax.startup.promise"
             )
             page.evaluate("MathJax.startup.promise")
-            typeset = page.evaluate("document.querySelectorAll('mjx-container').length")
+            typeset = page.evaluate(
+                "document.querySelectorAll('mjx-container').length"
+            )
             if typeset < has_math:
                 problems.append(
                     f"only {typeset} of {has_math} formulas typeset by MathJax"
@@ -172,13 +178,18 @@ def test_page_in_chromium(site, browser, page_path):
             status, body = fetch(target)
             if status != 200:
                 problems.append(f"link to {target} gives HTTP {status}")
-            elif fragment and not re.search(rf'id="{re.escape(fragment)}"', body):
-                problems.append(f"link to {href}: no element with id {fragment!r}")
+            elif fragment and not re.search(
+                rf'id="{re.escape(fragment)}"', body
+            ):
+                problems.append(
+                    f"link to {href}: no element with id {fragment!r}"
+                )
     finally:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         name = page_path.replace("/", "_").replace(".html", ".png")
         page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
         page.close()
     assert not problems, (
-        f"{page_path} (screenshot: _build/screenshots/{name}):\n" + "\n".join(problems)
+        f"{page_path} (screenshot: _build/screenshots/{name}):\n"
+        + "\n".join(problems)
     )

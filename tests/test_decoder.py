@@ -18,7 +18,13 @@ from transformer_lite import (
 )
 
 D, H, F = 32, 4, 64
-SMALL = {"d_model": 32, "n_heads": 4, "d_ff": 64, "n_layers": 2, "dropout": 0.0}
+SMALL = {
+    "d_model": 32,
+    "n_heads": 4,
+    "d_ff": 64,
+    "n_layers": 2,
+    "dropout": 0.0,
+}
 
 
 def ids(shape, seed, low=3, high=40):
@@ -52,12 +58,16 @@ def test_decoder_layer_parity(norm_first, bias):
         memory_key_padding_mask=src_tokens == 0,
     )
     tgt_mask = causal_mask(5) & padding_mask(tgt_tokens, 0)
-    out = ours(x, memory, tgt_mask=tgt_mask, memory_mask=padding_mask(src_tokens, 0))
+    out = ours(
+        x, memory, tgt_mask=tgt_mask, memory_mask=padding_mask(src_tokens, 0)
+    )
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_decoder_layer_from_torch_type():
-    with pytest.raises(TypeError, match="expected nn.TransformerDecoderLayer"):
+    with pytest.raises(
+        TypeError, match="expected nn.TransformerDecoderLayer"
+    ):
         DecoderLayer.from_torch(nn.TransformerEncoderLayer(D, H, F))
 
 
@@ -71,7 +81,9 @@ def test_causality_of_the_full_model(norm_first):
         changed[:, t + 1 :] = ids((3, 7 - t), 3 + t)
         with torch.no_grad():
             a, b = model(src, tgt), model(src, changed)
-        torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1], atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            a[:, : t + 1], b[:, : t + 1], atol=1e-6, rtol=0
+        )
 
 
 def test_source_padding_does_not_leak(model):
@@ -79,7 +91,9 @@ def test_source_padding_does_not_leak(model):
     tgt = ids((1, 4), 4)
     with torch.no_grad():
         padded = model(src, tgt)
-        longer = model(torch.cat([src, torch.zeros(1, 3, dtype=torch.long)], 1), tgt)
+        longer = model(
+            torch.cat([src, torch.zeros(1, 3, dtype=torch.long)], 1), tgt
+        )
         trimmed = model(src[:, :3], tgt)
     torch.testing.assert_close(padded, longer, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(padded, trimmed, atol=1e-5, rtol=1e-5)
@@ -97,9 +111,9 @@ def test_cache_equals_recompute_at_every_step(norm_first):
         cache = model.new_cache()
         for step in range(tgt.size(1)):
             full = model.decode(tgt[:, : step + 1], memory, src_mask)[:, -1]
-            one = model.decode(tgt[:, step : step + 1], memory, src_mask, cache=cache)[
-                :, 0
-            ]
+            one = model.decode(
+                tgt[:, step : step + 1], memory, src_mask, cache=cache
+            )[:, 0]
             torch.testing.assert_close(one, full, atol=1e-5, rtol=1e-5)
             assert cache.length == step + 1
 
@@ -110,15 +124,22 @@ def test_cache_takes_chunks(model):
         memory = model.encode(src)
         full = model.decode(tgt, memory, padding_mask(src, 0))
         cache = model.new_cache()
-        first = model.decode(tgt[:, :4], memory, padding_mask(src, 0), cache=cache)
-        rest = model.decode(tgt[:, 4:], memory, padding_mask(src, 0), cache=cache)
-    torch.testing.assert_close(torch.cat([first, rest], 1), full, atol=1e-5, rtol=1e-5)
+        first = model.decode(
+            tgt[:, :4], memory, padding_mask(src, 0), cache=cache
+        )
+        rest = model.decode(
+            tgt[:, 4:], memory, padding_mask(src, 0), cache=cache
+        )
+    torch.testing.assert_close(
+        torch.cat([first, rest], 1), full, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_cache_refuses_a_target_mask(model):
     memory = model.encode(ids((1, 3), 8))
     with pytest.raises(
-        ValueError, match="with a cache the decoder builds its own causal mask"
+        ValueError,
+        match="with a cache the decoder builds its own causal mask",
     ):
         model.decoder(
             torch.zeros(1, 1, 32),
@@ -145,7 +166,8 @@ def test_greedy_equals_no_cache_and_beam_of_one():
         src = ids((5, 6), 10 + seed, high=30)
         greedy = greedy_decode(model, src, 1, 2, max_len=10)
         assert torch.equal(
-            greedy, greedy_decode(model, src, 1, 2, max_len=10, use_cache=False)
+            greedy,
+            greedy_decode(model, src, 1, 2, max_len=10, use_cache=False),
         )
         beam, _ = beam_search(model, src, 1, 2, beam_size=1, max_len=10)
         assert torch.equal(greedy, beam)
@@ -155,19 +177,26 @@ def test_decoding_stops_at_end_token_and_pads(model):
     with torch.no_grad():
         model.generator.bias[2] = 100.0  # the end token always wins
     src = ids((3, 5), 11)
-    assert greedy_decode(model, src, 1, 2, max_len=10).tolist() == [[2], [2], [2]]
+    assert greedy_decode(model, src, 1, 2, max_len=10).tolist() == [
+        [2],
+        [2],
+        [2],
+    ]
     tokens, _ = beam_search(model, src, 1, 2, beam_size=3, max_len=10)
     assert tokens.tolist() == [[2], [2], [2]]
 
 
 def test_decoders_never_emit_padding_or_the_start_token(model):
     with torch.no_grad():
-        model.generator.bias[:2] += 5.0  # make padding and <s> the most likely tokens
+        model.generator.bias[:2] += (
+            5.0  # make padding and <s> the most likely tokens
+        )
     src = ids((4, 6), 21)
     try:
         cached = greedy_decode(model, src, 1, 2, max_len=8)
         assert torch.equal(
-            cached, greedy_decode(model, src, 1, 2, max_len=8, use_cache=False)
+            cached,
+            greedy_decode(model, src, 1, 2, max_len=8, use_cache=False),
         )
         beam, _ = beam_search(model, src, 1, 2, beam_size=3, max_len=8)
         for row in [*cached.tolist(), *beam.tolist()]:
@@ -202,10 +231,14 @@ def test_greedy_pads_finished_rows(model):
 
 def sequence_log_prob(model, src, tokens, start, pad):
     """Sum of log-probabilities of tokens (up to and with the end token) under teacher forcing."""
-    tgt_in = torch.cat([torch.full((tokens.size(0), 1), start), tokens[:, :-1]], 1)
+    tgt_in = torch.cat(
+        [torch.full((tokens.size(0), 1), start), tokens[:, :-1]], 1
+    )
     with torch.no_grad():
         logits = model(src, tgt_in)
-        logits[..., [pad, start]] = float("-inf")  # the decoders never generate these
+        logits[..., [pad, start]] = float(
+            "-inf"
+        )  # the decoders never generate these
         log_probs = torch.log_softmax(logits, -1)
     picked = log_probs.gather(-1, tokens[..., None])[..., 0]
     return (picked * (tokens != pad)).sum(-1)
@@ -220,7 +253,9 @@ def test_beam_score_is_the_normalised_log_prob(model, alpha):
     for b in range(3):
         row = tokens[b : b + 1]
         length = int((row != 0).sum())
-        log_prob = sequence_log_prob(model, src[b : b + 1], row[:, :length], 1, 0)
+        log_prob = sequence_log_prob(
+            model, src[b : b + 1], row[:, :length], 1, 0
+        )
         expected = log_prob.item() / ((5 + length) / 6) ** alpha
         assert abs(scores[b].item() - expected) < 1e-3
 
@@ -230,19 +265,25 @@ def test_wider_beam_is_no_worse_without_length_penalty(model):
     _, narrow = beam_search(
         model, src, 1, 2, beam_size=1, max_len=6, length_penalty=0.0
     )
-    _, wide = beam_search(model, src, 1, 2, beam_size=8, max_len=6, length_penalty=0.0)
+    _, wide = beam_search(
+        model, src, 1, 2, beam_size=8, max_len=6, length_penalty=0.0
+    )
     # not a theorem for every input, but with k=8 over 6 steps of a 40-token vocabulary the
     # greedy path survives in the beam here, so the best score cannot be lower
     assert (wide >= narrow - 1e-5).all()
 
 
 def test_tied_and_shared_embeddings_are_one_tensor():
-    model = make_model(50, 50, **SMALL, tie_embeddings=True, share_embeddings=True)
+    model = make_model(
+        50, 50, **SMALL, tie_embeddings=True, share_embeddings=True
+    )
     assert model.generator.weight is model.tgt_embed.table.weight
     assert model.src_embed is model.tgt_embed
     n_params = sum(p.numel() for p in model.parameters())
     untied = make_model(50, 50, **SMALL)
-    assert sum(p.numel() for p in untied.parameters()) == n_params + 2 * 50 * 32
+    assert (
+        sum(p.numel() for p in untied.parameters()) == n_params + 2 * 50 * 32
+    )
     before = model.generator.weight.detach().clone()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     model(ids((2, 4), 15, high=50), ids((2, 3), 16, high=50)).logsumexp(
@@ -254,7 +295,9 @@ def test_tied_and_shared_embeddings_are_one_tensor():
 
 
 def test_base_model_parameter_count():
-    model = make_model(37000, 37000, tie_embeddings=True, share_embeddings=True)
+    model = make_model(
+        37000, 37000, tie_embeddings=True, share_embeddings=True
+    )
     d, f, v = 512, 2048, 37000
     attention, ff, norm = 4 * d * d + 4 * d, 2 * d * f + f + d, 2 * d
     expected = (
@@ -302,9 +345,13 @@ def test_bad_config(overrides, message):
 
 
 def test_bad_vocab_settings():
-    with pytest.raises(ValueError, match="share_embeddings needs one vocabulary"):
+    with pytest.raises(
+        ValueError, match="share_embeddings needs one vocabulary"
+    ):
         make_model(10, 12, share_embeddings=True)
-    with pytest.raises(ValueError, match="pad_id=10 is not a token of src_vocab=10"):
+    with pytest.raises(
+        ValueError, match="pad_id=10 is not a token of src_vocab=10"
+    ):
         make_model(10, 12, pad_id=10)
     with pytest.raises(ValueError, match="tgt_vocab must be a positive int"):
         make_model(10, 0)
@@ -318,16 +365,21 @@ def test_bad_inputs(model):
         model(src, tgt[:2])
     with pytest.raises(ValueError, match=r"token ids must be in \[0, 40\)"):
         model(src, tgt + 40)
-    with pytest.raises(ValueError, match=r"token ids must be in \[0, 40\).*got \[-3\]"):
+    with pytest.raises(
+        ValueError, match=r"token ids must be in \[0, 40\).*got \[-3\]"
+    ):
         model(src - src - 3, tgt)
-    with pytest.raises(TypeError, match="tgt must be a tensor of integer token ids"):
+    with pytest.raises(
+        TypeError, match="tgt must be a tensor of integer token ids"
+    ):
         model(src, tgt.float())
     with pytest.raises(
         ValueError, match=r"src must have shape \(batch, length\), got \(5,\)"
     ):
         model(src[0], tgt)
     with pytest.raises(
-        ValueError, match=r"src must have shape \(batch, length\), got \(0, 5\)"
+        ValueError,
+        match=r"src must have shape \(batch, length\), got \(0, 5\)",
     ):
         model(src[:0], tgt[:0])
     with pytest.raises(ValueError, match="positions up to 5001 do not fit"):

@@ -16,14 +16,20 @@ from transformer_lite import (
 
 
 def test_get_device_matches_availability():
-    assert get_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert get_device().type == (
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
 
 
 def test_seeded_randn_is_reproducible_and_seed_dependent():
     a = seeded_randn(3, 4, seed=0)
     torch.testing.assert_close(a, seeded_randn(3, 4, seed=0), rtol=0, atol=0)
     assert not torch.equal(a, seeded_randn(3, 4, seed=1))
-    assert a.shape == (3, 4) and a.dtype == torch.float32 and a.device.type == "cpu"
+    assert (
+        a.shape == (3, 4)
+        and a.dtype == torch.float32
+        and a.device.type == "cpu"
+    )
 
 
 def test_seeded_randn_does_not_touch_global_rng():
@@ -36,7 +42,9 @@ def test_seeded_randn_does_not_touch_global_rng():
 
 def test_seeded_randn_same_numbers_on_every_device():
     cpu = seeded_randn(2, 3, seed=5, dtype=torch.float64)
-    moved = seeded_randn(2, 3, seed=5, device=get_device(), dtype=torch.float64)
+    moved = seeded_randn(
+        2, 3, seed=5, device=get_device(), dtype=torch.float64
+    )
     assert moved.dtype == torch.float64
     torch.testing.assert_close(moved.cpu(), cpu, rtol=0, atol=0)
 
@@ -88,7 +96,9 @@ def test_attention_equals_loop_over_queries():
 
 
 def test_attention_broadcasts_batch_dimensions():
-    q = seeded_randn(2, 1, 4, 8, seed=10)  # one query set shared across 3 heads
+    q = seeded_randn(
+        2, 1, 4, 8, seed=10
+    )  # one query set shared across 3 heads
     k = seeded_randn(1, 3, 5, 8, seed=11)
     v = seeded_randn(1, 3, 5, 8, seed=12)
     out, weights = dot_product_attention(q, k, v)
@@ -137,7 +147,8 @@ def test_plot_attention_checks_labels():
     ax = plot_attention(torch.eye(2), ["a", "b"], ["c", "d"], title="t")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["c", "d"]
     with pytest.raises(
-        ValueError, match=r"shape \(2, 2\) do not fit 3 query tokens and 2 key"
+        ValueError,
+        match=r"shape \(2, 2\) do not fit 3 query tokens and 2 key",
     ):
         plot_attention(torch.eye(2), ["a", "b", "c"], ["c", "d"])
 
@@ -145,7 +156,10 @@ def test_plot_attention_checks_labels():
 def test_time_calls_takes_turns_after_warmup():
     calls = []
     times = time_calls(
-        lambda: calls.append("f"), lambda: calls.append("g"), repeats=3, warmup=2
+        lambda: calls.append("f"),
+        lambda: calls.append("g"),
+        repeats=3,
+        warmup=2,
     )
     # 2 warm-up rounds, then 3 timed rounds in turns, the order reversed every other round
     assert calls == ["f", "g"] * 2 + ["f", "g", "g", "f", "f", "g"]

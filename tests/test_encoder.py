@@ -42,7 +42,8 @@ def test_embedding_scale_and_lookup():
 @pytest.mark.parametrize("bad", [[[0, 10]], [[-1, 2]], [[3, 12, 11]]])
 def test_embedding_refuses_ids_outside_vocab(bad):
     with pytest.raises(
-        ValueError, match=r"token ids must be in \[0, 10\) for vocab_size=10, got"
+        ValueError,
+        match=r"token ids must be in \[0, 10\) for vocab_size=10, got",
     ):
         TokenEmbedding(10, 4)(torch.tensor(bad))
 
@@ -61,8 +62,12 @@ def test_positional_table_matches_the_formula():
     pe = PositionalEncoding(16, max_len=50)
     p, i = 7, 3
     angle = p / 10000 ** (2 * i / 16)
-    assert math.isclose(pe.table[p, 2 * i].item(), math.sin(angle), abs_tol=1e-6)
-    assert math.isclose(pe.table[p, 2 * i + 1].item(), math.cos(angle), abs_tol=1e-6)
+    assert math.isclose(
+        pe.table[p, 2 * i].item(), math.sin(angle), abs_tol=1e-6
+    )
+    assert math.isclose(
+        pe.table[p, 2 * i + 1].item(), math.cos(angle), abs_tol=1e-6
+    )
     assert "table" in dict(pe.named_buffers()) and not list(pe.parameters())
 
 
@@ -71,7 +76,9 @@ def test_positional_dot_product_depends_only_on_offset():
     k = torch.arange(40)
     base = table[k] @ table[0]
     for p in [13, 100, 250]:
-        torch.testing.assert_close(table[p + k] @ table[p], base, atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            table[p + k] @ table[p], base, atol=1e-4, rtol=0
+        )
 
 
 def test_positional_offset_and_too_long():
@@ -103,7 +110,13 @@ def test_layer_parity(batch, norm_first, bias):
     x, pad = batch
     torch.manual_seed(1)
     theirs = nn.TransformerEncoderLayer(
-        D, H, F, dropout=0.1, batch_first=True, norm_first=norm_first, bias=bias
+        D,
+        H,
+        F,
+        dropout=0.1,
+        batch_first=True,
+        norm_first=norm_first,
+        bias=bias,
     ).eval()
     ours = EncoderLayer.from_torch(theirs).eval()
     assert ours.norm_first == norm_first
@@ -116,7 +129,9 @@ def test_layer_parity(batch, norm_first, bias):
 def test_stack_parity(batch, norm_first):
     x, pad = batch
     torch.manual_seed(2)
-    layer = nn.TransformerEncoderLayer(D, H, F, batch_first=True, norm_first=norm_first)
+    layer = nn.TransformerEncoderLayer(
+        D, H, F, batch_first=True, norm_first=norm_first
+    )
     norm = nn.LayerNorm(D) if norm_first else None
     theirs = nn.TransformerEncoder(
         layer, 3, norm=norm, enable_nested_tensor=False
@@ -132,7 +147,9 @@ def test_stack_parity(batch, norm_first):
 
 def test_from_torch_keeps_the_dtype(batch):
     x, _ = batch
-    layer = nn.TransformerEncoderLayer(D, H, F, batch_first=True).double().eval()
+    layer = (
+        nn.TransformerEncoderLayer(D, H, F, batch_first=True).double().eval()
+    )
     ours = EncoderLayer.from_torch(layer).eval()
     assert {p.dtype for p in ours.parameters()} == {torch.float64}
     stack = Encoder.from_torch(
@@ -143,18 +160,26 @@ def test_from_torch_keeps_the_dtype(batch):
 
 
 def test_stack_from_torch_refuses_mismatched_final_norm():
-    layer = nn.TransformerEncoderLayer(D, H, F, batch_first=True, norm_first=True)
+    layer = nn.TransformerEncoderLayer(
+        D, H, F, batch_first=True, norm_first=True
+    )
     with pytest.raises(
         ValueError, match="ends with a LayerNorm exactly when norm_first=True"
     ):
         Encoder.from_torch(
-            nn.TransformerEncoder(layer, 2, norm=None, enable_nested_tensor=False)
+            nn.TransformerEncoder(
+                layer, 2, norm=None, enable_nested_tensor=False
+            )
         )
 
 
 def test_from_torch_refuses_gelu_and_wrong_types():
-    gelu = nn.TransformerEncoderLayer(D, H, F, activation="gelu", batch_first=True)
-    with pytest.raises(ValueError, match="only the ReLU activation is supported"):
+    gelu = nn.TransformerEncoderLayer(
+        D, H, F, activation="gelu", batch_first=True
+    )
+    with pytest.raises(
+        ValueError, match="only the ReLU activation is supported"
+    ):
         EncoderLayer.from_torch(gelu)
     with pytest.raises(
         TypeError, match="expected nn.TransformerEncoderLayer, got Linear"
@@ -185,7 +210,9 @@ def test_padding_invariance(batch):
     torch.manual_seed(0)
     encoder = Encoder(D, H, F, 2).eval()
     out = encoder(x, pad)
-    torch.testing.assert_close(out[2, :2], encoder(x[2:, :2])[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        out[2, :2], encoder(x[2:, :2])[0], atol=1e-5, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("n_layers", [0, -1, 2.0])

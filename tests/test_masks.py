@@ -16,12 +16,19 @@ def test_padding_mask_shape_and_values():
     tokens = torch.tensor([[5, 6, 0], [7, 0, 0]])
     mask = padding_mask(tokens, pad_id=0)
     assert mask.shape == (2, 1, 1, 3) and mask.dtype == torch.bool
-    assert mask[:, 0, 0].tolist() == [[True, True, False], [True, False, False]]
+    assert mask[:, 0, 0].tolist() == [
+        [True, True, False],
+        [True, False, False],
+    ]
 
 
 def test_padding_mask_uses_the_given_pad_id():
     tokens = torch.tensor([[3, 3, 1]])
-    assert padding_mask(tokens, pad_id=3)[0, 0, 0].tolist() == [False, False, True]
+    assert padding_mask(tokens, pad_id=3)[0, 0, 0].tolist() == [
+        False,
+        False,
+        True,
+    ]
 
 
 def test_causal_mask_is_lower_triangle_with_diagonal():
@@ -49,7 +56,9 @@ def test_causality_exact():
     changed[..., t + 1 :, :] = seeded_randn(2, 4, T - t - 1, 8, seed=1)
     mask = causal_mask(T)
     before, _ = scaled_dot_product_attention(x, x, x, mask=mask)
-    after, _ = scaled_dot_product_attention(changed, changed, changed, mask=mask)
+    after, _ = scaled_dot_product_attention(
+        changed, changed, changed, mask=mask
+    )
     assert torch.equal(before[..., : t + 1, :], after[..., : t + 1, :])
     assert not torch.allclose(before[..., t + 1 :, :], after[..., t + 1 :, :])
 
@@ -71,7 +80,9 @@ def test_padding_invariance():
 def test_all_padding_sentence_gives_zeros():
     tokens = torch.tensor([[0, 0]])
     x = seeded_randn(1, 1, 2, 4, seed=3)
-    out, weights = scaled_dot_product_attention(x, x, x, mask=padding_mask(tokens, 0))
+    out, weights = scaled_dot_product_attention(
+        x, x, x, mask=padding_mask(tokens, 0)
+    )
     assert torch.equal(out, torch.zeros_like(out)) and torch.equal(
         weights, torch.zeros_like(weights)
     )
@@ -92,11 +103,15 @@ def test_causal_mask_bad_size(size):
     [torch.tensor([[0.0, 1.0]]), torch.tensor([[True, False]]), [[1, 2]]],
 )
 def test_padding_mask_wants_integer_ids(tokens):
-    with pytest.raises(TypeError, match="tokens must be a tensor of integer token ids"):
+    with pytest.raises(
+        TypeError, match="tokens must be a tensor of integer token ids"
+    ):
         padding_mask(tokens, 0)
 
 
 @pytest.mark.parametrize("shape", [(3,), (2, 3, 4)])
 def test_padding_mask_wants_batch_by_length(shape):
-    with pytest.raises(ValueError, match=r"tokens must have shape \(batch, length\)"):
+    with pytest.raises(
+        ValueError, match=r"tokens must have shape \(batch, length\)"
+    ):
         padding_mask(torch.zeros(shape, dtype=torch.long), 0)

@@ -5,7 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from transformer_lite import MultiHeadAttention, causal_mask, padding_mask, seeded_randn
+from transformer_lite import (
+    MultiHeadAttention,
+    causal_mask,
+    padding_mask,
+    seeded_randn,
+)
 
 D, H = 32, 4
 
@@ -48,7 +53,9 @@ def test_gradients_of_both_paths_agree(inputs):
     mha(src, src, src, mask=pad).square().sum().backward()
     fast = [p.grad.clone() for p in mha.parameters()]
     mha.zero_grad()
-    mha(src, src, src, mask=pad, need_weights=True)[0].square().sum().backward()
+    mha(src, src, src, mask=pad, need_weights=True)[
+        0
+    ].square().sum().backward()
     for a, p in zip(fast, mha.parameters(), strict=True):
         torch.testing.assert_close(a, p.grad, atol=1e-4, rtol=1e-4)
 
@@ -74,15 +81,21 @@ def torch_masks(our_mask, pad):
         (True, "padding"),
     ],
 )
-def test_parity_with_nn_multihead_attention(inputs, batch_first, bias, cross, kind):
+def test_parity_with_nn_multihead_attention(
+    inputs, batch_first, bias, cross, kind
+):
     src, tgt, pad = inputs
     torch.manual_seed(1)
-    theirs = nn.MultiheadAttention(D, H, bias=bias, batch_first=batch_first).eval()
+    theirs = nn.MultiheadAttention(
+        D, H, bias=bias, batch_first=batch_first
+    ).eval()
     ours = MultiHeadAttention.from_torch(theirs).eval()
     query = tgt if cross else src
     our_mask = masks(pad)[kind]
     q, kv = (
-        (query, src) if batch_first else (query.transpose(0, 1), src.transpose(0, 1))
+        (query, src)
+        if batch_first
+        else (query.transpose(0, 1), src.transpose(0, 1))
     )
     expected, expected_w = theirs(
         q, kv, kv, average_attn_weights=False, **torch_masks(our_mask, pad)
@@ -111,7 +124,10 @@ def test_from_torch_copies_and_does_not_share(inputs):
     [
         ({"add_bias_kv": True}, "add_bias_kv and add_zero_attn"),
         ({"add_zero_attn": True}, "add_bias_kv and add_zero_attn"),
-        ({"kdim": 16, "vdim": 16}, "kdim=16 and vdim=16 must equal embed_dim=32"),
+        (
+            {"kdim": 16, "vdim": 16},
+            "kdim=16 and vdim=16 must equal embed_dim=32",
+        ),
     ],
 )
 def test_from_torch_refuses_what_it_cannot_copy(kwargs, message):
@@ -120,7 +136,9 @@ def test_from_torch_refuses_what_it_cannot_copy(kwargs, message):
 
 
 def test_from_torch_wants_the_right_module():
-    with pytest.raises(TypeError, match="expected nn.MultiheadAttention, got Linear"):
+    with pytest.raises(
+        TypeError, match="expected nn.MultiheadAttention, got Linear"
+    ):
         MultiHeadAttention.from_torch(nn.Linear(2, 2))
 
 
@@ -156,7 +174,8 @@ def test_dropout_only_in_training(inputs):
 def test_reset_parameters_zero_biases_xavier_weights():
     mha = MultiHeadAttention(256, 4)
     assert all(
-        lin.bias.abs().sum() == 0 for lin in (mha.w_q, mha.w_k, mha.w_v, mha.w_o)
+        lin.bias.abs().sum() == 0
+        for lin in (mha.w_q, mha.w_k, mha.w_v, mha.w_o)
     )
     bound = (6 / (256 + 256)) ** 0.5
     assert mha.w_q.weight.abs().max() <= bound
@@ -178,7 +197,8 @@ def test_bad_config(d_model, n_heads, message):
 
 def test_bad_dropout():
     with pytest.raises(
-        ValueError, match=r"dropout must be a probability in \[0, 1\), got 1.0"
+        ValueError,
+        match=r"dropout must be a probability in \[0, 1\), got 1.0",
     ):
         MultiHeadAttention(8, 2, dropout=1.0)
 
@@ -186,21 +206,28 @@ def test_bad_dropout():
 def test_bad_inputs(inputs):
     src, tgt, _ = inputs
     mha = MultiHeadAttention(D, H)
-    with pytest.raises(ValueError, match="query has 30 features but d_model=32"):
+    with pytest.raises(
+        ValueError, match="query has 30 features but d_model=32"
+    ):
         mha(seeded_randn(3, 5, 30, seed=4), src, src)
-    with pytest.raises(ValueError, match="value has 16 features but d_model=32"):
+    with pytest.raises(
+        ValueError, match="value has 16 features but d_model=32"
+    ):
         mha(src, src, src[..., :16])
     with pytest.raises(ValueError, match="same batch size, got 3, 2 and 2"):
         mha(src, src[:2], src[:2])
     with pytest.raises(
-        ValueError, match="key and value must have the same length, got 7 and 5"
+        ValueError,
+        match="key and value must have the same length, got 7 and 5",
     ):
         mha(src, src, tgt)
     with pytest.raises(
         ValueError, match=r"key must have shape \(batch, length, d_model\)"
     ):
         mha(src, src[0], src)
-    with pytest.raises(ValueError, match=r"mask of shape \(7, 6\) does not broadcast"):
+    with pytest.raises(
+        ValueError, match=r"mask of shape \(7, 6\) does not broadcast"
+    ):
         mha(src, src, src, mask=torch.ones(7, 6, dtype=torch.bool))
     with pytest.raises(TypeError, match="mask must be a bool tensor"):
         mha(src, src, src, mask=torch.ones(7, 7))

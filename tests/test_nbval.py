@@ -81,7 +81,9 @@ def test_tampered_chapter_output_fails(root, tmp_path):
             continue
         break
     else:
-        raise AssertionError("chapter 1 no longer prints 'largest weight 0.596'")
+        raise AssertionError(
+            "chapter 1 no longer prints 'largest weight 0.596'"
+        )
     copy = tmp_path / "notebooks" / source.name
     copy.parent.mkdir()
     copy.write_text(json.dumps(nb))

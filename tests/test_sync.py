@@ -47,7 +47,9 @@ def test_copy_is_in_sync(copy):
 
 def test_hand_edited_module_fails(copy):
     module = copy / "transformer_lite" / "dot_product.py"
-    module.write_text(module.read_text().replace("amax(dim=dim", "amin(dim=dim"))
+    module.write_text(
+        module.read_text().replace("amax(dim=dim", "amin(dim=dim")
+    )
     result = run_check(copy)
     assert result.returncode == 1
     assert "transformer_lite/dot_product.py differs" in result.stderr
@@ -57,7 +59,9 @@ def test_hand_edited_module_fails(copy):
 def test_pair_edited_alone_fails(copy):
     pair = copy / "notebooks" / f"{CHAPTER}.py"
     pair.write_text(
-        pair.read_text().replace("# ## One-hot vectors", "# ## One-hot vectorz")
+        pair.read_text().replace(
+            "# ## One-hot vectors", "# ## One-hot vectorz"
+        )
     )
     result = run_check(copy)
     assert result.returncode == 1
@@ -70,7 +74,9 @@ def test_pair_edited_alone_fails(copy):
 def test_exported_cell_edited_in_notebook_fails(copy):
     notebook = copy / "notebooks" / f"{CHAPTER}.ipynb"
     nb = json.loads(notebook.read_text())
-    exported = [c for c in nb["cells"] if "export" in c["metadata"].get("tags", [])]
+    exported = [
+        c for c in nb["cells"] if "export" in c["metadata"].get("tags", [])
+    ]
     assert exported, "chapter 1 has export cells"
     exported[-1]["source"].append("\n\nTAMPERED = 1\n")
     notebook.write_text(json.dumps(nb, indent=1))
@@ -132,10 +138,16 @@ def test_generated_modules_carry_header_and_all(root):
     }
     import importlib
 
-    chapters = [p.stem for p in sorted((root / "transformer_lite").glob("*.py"))]
+    chapters = [
+        p.stem for p in sorted((root / "transformer_lite").glob("*.py"))
+    ]
     exported = []
     for chapter in chapters:
         if chapter in ("__init__", "__main__"):
             continue
-        exported += importlib.import_module(f"transformer_lite.{chapter}").__all__
-    assert sorted(exported) == sorted(transformer_lite.__all__)  # every name, once
+        exported += importlib.import_module(
+            f"transformer_lite.{chapter}"
+        ).__all__
+    assert sorted(exported) == sorted(
+        transformer_lite.__all__
+    )  # every name, once

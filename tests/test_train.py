@@ -39,7 +39,9 @@ def tiny(task="copy", steps=12, dropout=0.1, **train):
         task=task, steps=steps, warmup=3, eval_size=20, batch_size=16, **train
     )
     return Trainer(
-        config, small_model_config(d_model=32, d_ff=64, dropout=dropout), device="cpu"
+        config,
+        small_model_config(d_model=32, d_ff=64, dropout=dropout),
+        device="cpu",
     )
 
 
@@ -64,13 +66,17 @@ def test_held_out_dates_are_disjoint_and_cover_the_range():
         == (datetime.date(2099, 12, 31) - datetime.date(1900, 1, 1)).days + 1
     )
     assert 0.09 < len(test) / (len(train) + len(test)) < 0.11
-    assert split_dates(seed=0) == (train, test) and split_dates(seed=1)[1] != test
+    assert (
+        split_dates(seed=0) == (train, test)
+        and split_dates(seed=1)[1] != test
+    )
 
 
 def test_test_set_uses_only_held_out_dates():
     held_out = {d.isoformat() for d in split_dates(0)[1]}
     assert all(
-        target in held_out for _, target in held_out_pairs("dates", seed=0, n=500)
+        target in held_out
+        for _, target in held_out_pairs("dates", seed=0, n=500)
     )
 
 
@@ -83,8 +89,12 @@ def test_training_batches_never_use_held_out_dates():
 
 def test_copy_held_out_strings_never_appear_in_training():
     stream = BatchStream("copy", Vocab("abcdefghij"), batch_size=64, seed=0)
-    training = {source for step in range(40) for source, _ in stream.pairs(step)}
-    assert not training & {source for source, _ in held_out_pairs("copy", n=500)}
+    training = {
+        source for step in range(40) for source, _ in stream.pairs(step)
+    }
+    assert not training & {
+        source for source, _ in held_out_pairs("copy", n=500)
+    }
 
 
 def test_batches_are_a_function_of_the_step():
@@ -94,9 +104,14 @@ def test_batches_are_a_function_of_the_step():
     assert a.pairs(5) != BatchStream(
         "dates", dates_vocab(), batch_size=32, seed=4
     ).pairs(5)
-    first, second = a.batch(7, rank=0, world_size=2), a.batch(7, rank=1, world_size=2)
+    first, second = (
+        a.batch(7, rank=0, world_size=2),
+        a.batch(7, rank=1, world_size=2),
+    )
     whole = a.batch(7)
-    assert first[3] == second[3] == whole[3]  # everyone knows the global token count
+    assert (
+        first[3] == second[3] == whole[3]
+    )  # everyone knows the global token count
     assert first[0].size(0) == second[0].size(0) == 16
 
 
@@ -118,7 +133,9 @@ def test_encode_batch_shifts_and_pads():
 
 def test_vocab_names_unknown_characters_and_decodes():
     vocab = dates_vocab()
-    with pytest.raises(ValueError, match="characters not in the vocabulary: 'бноря'"):
+    with pytest.raises(
+        ValueError, match="characters not in the vocabulary: 'бноря'"
+    ):
         vocab.encode("27 ноября")
     ids = vocab.encode("2026-11-27") + [EOS] + vocab.encode("99")
     assert vocab.decode(ids) == "2026-11-27"
@@ -132,7 +149,9 @@ def test_copy_example_rule():
         for _ in range(50):
             text, target = copy_example(rng, held_out=held_out)
             assert text == target and 4 <= len(text) <= 12
-            assert (sum("abcdefghij".index(c) for c in text) % 10 == 0) == held_out
+            assert (
+                sum("abcdefghij".index(c) for c in text) % 10 == 0
+            ) == held_out
 
 
 # loss and schedules
@@ -145,7 +164,10 @@ def test_label_smoothing_matches_cross_entropy(smoothing):
     target[0, 3:] = PAD
     ours = label_smoothed_loss(logits, target, smoothing, pad_id=PAD)
     theirs = F.cross_entropy(
-        logits.transpose(1, 2), target, ignore_index=PAD, label_smoothing=smoothing
+        logits.transpose(1, 2),
+        target,
+        ignore_index=PAD,
+        label_smoothing=smoothing,
     )
     torch.testing.assert_close(ours, theirs)
 
@@ -165,13 +187,17 @@ def test_noam_schedule_values():
     for step in [1, 100, 4000, 10000]:
         expected = 512**-0.5 * min(step**-0.5, step * 4000**-1.5)
         assert math.isclose(factor(step - 1), expected, rel_tol=1e-12)
-    assert max(range(20000), key=factor) == 3999  # the peak is at the end of warm-up
+    assert (
+        max(range(20000), key=factor) == 3999
+    )  # the peak is at the end of warm-up
 
 
 def test_noam_through_lambda_lr():
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.Adam([param], lr=1.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, noam_lambda(128, 10))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, noam_lambda(128, 10)
+    )
     lrs = []
     for _ in range(30):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -197,7 +223,9 @@ def test_resume_is_bit_identical(tmp_path):
     straight = tiny().fit(progress=False)
     interrupted = tiny().fit(progress=False, until=5)
     interrupted.save(tmp_path / "half.pt")
-    resumed = Trainer.resume(tmp_path / "half.pt", device="cpu").fit(progress=False)
+    resumed = Trainer.resume(tmp_path / "half.pt", device="cpu").fit(
+        progress=False
+    )
     assert resumed.step == straight.step == 12
     for (name, a), b in zip(
         straight.model.state_dict().items(),
@@ -214,7 +242,9 @@ def test_resume_is_bit_identical(tmp_path):
 
 
 def test_checkpoint_history_includes_its_own_step(tmp_path):
-    tiny(steps=6, eval_every=3).fit(progress=False, out=tmp_path / "c.pt", until=3)
+    tiny(steps=6, eval_every=3).fit(
+        progress=False, out=tmp_path / "c.pt", until=3
+    )
     state = load_checkpoint(tmp_path / "c.pt")
     assert state["step"] == 3 and [r["step"] for r in state["history"]] == [3]
 
@@ -279,13 +309,17 @@ def test_failed_save_leaves_old_checkpoint_intact(tmp_path, monkeypatch):
 def test_not_a_checkpoint(tmp_path, content):
     path = tmp_path / "x.pt"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="is not a transformer_lite checkpoint"):
+    with pytest.raises(
+        ValueError, match="is not a transformer_lite checkpoint"
+    ):
         load_checkpoint(path)
 
 
 def test_foreign_torch_file_is_not_a_checkpoint(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="is not a transformer_lite checkpoint"):
+    with pytest.raises(
+        ValueError, match="is not a transformer_lite checkpoint"
+    ):
         load_checkpoint(tmp_path / "other.pt")
 
 
@@ -297,7 +331,8 @@ def test_checkpoint_for_another_model_is_refused(tmp_path):
         device="cpu",
     )
     with pytest.raises(
-        ValueError, match=r"was made for another model \(d_model: 32 there, 64 here"
+        ValueError,
+        match=r"was made for another model \(d_model: 32 there, 64 here",
     ):
         other.load_state(load_checkpoint(tmp_path / "c.pt"), source="c.pt")
 
@@ -368,18 +403,38 @@ def test_cli_train_then_translate(tmp_path):
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
     resumed = cli(
-        "train", "--task", "copy", "--steps", "25", "--out", str(out), "--resume"
+        "train",
+        "--task",
+        "copy",
+        "--steps",
+        "25",
+        "--out",
+        str(out),
+        "--resume",
     )
-    assert resumed.returncode == 0 and "step    25" in resumed.stdout, resumed.stderr
+    assert resumed.returncode == 0 and "step    25" in resumed.stdout, (
+        resumed.stderr
+    )
     again = cli(
         "train", "--task", "copy", "--out", str(out), "--resume"
     )  # keeps the budget
-    assert again.returncode == 0 and "nothing to train" in again.stdout, again.stderr
+    assert again.returncode == 0 and "nothing to train" in again.stdout, (
+        again.stderr
+    )
     assert load_checkpoint(out)["train_config"]["steps"] == 25
 
 
 def test_cli_reports_divergence_in_one_line(tmp_path):
-    args = ["--d-model", "32", "--d-ff", "64", "--batch-size", "8", "--eval-every", "0"]
+    args = [
+        "--d-model",
+        "32",
+        "--d-ff",
+        "64",
+        "--batch-size",
+        "8",
+        "--eval-every",
+        "0",
+    ]
     result = cli(
         "train",
         "--task",
@@ -418,7 +473,11 @@ def test_cli_reports_divergence_in_one_line(tmp_path):
             2,
             "invalid int value: 'ten'",
         ),
-        (["train", "--task", "copy"], 2, "the following arguments are required: --out"),
+        (
+            ["train", "--task", "copy"],
+            2,
+            "the following arguments are required: --out",
+        ),
         (
             ["translate", "--checkpoint", "missing.pt", "27 novembre 2026"],
             1,
@@ -432,7 +491,9 @@ def test_cli_errors_are_one_line(tmp_path, args, code, message):
     assert message in line
 
 
-def test_cli_refuses_files_that_are_not_checkpoints_and_unknown_characters(tmp_path):
+def test_cli_refuses_files_that_are_not_checkpoints_and_unknown_characters(
+    tmp_path,
+):
     junk = tmp_path / "junk.pt"
     junk.write_text("hello")
     assert "is not a transformer_lite checkpoint" in one_line_error(
@@ -456,7 +517,9 @@ def test_cli_refuses_files_that_are_not_checkpoints_and_unknown_characters(tmp_p
         "--eval-every",
         "0",
     )
-    line = one_line_error(cli("translate", "--checkpoint", str(out), "abz!"), 1)
+    line = one_line_error(
+        cli("translate", "--checkpoint", str(out), "abz!"), 1
+    )
     assert "characters not in the vocabulary: '!z'" in line
 
 
@@ -509,7 +572,9 @@ def test_ddp_two_processes_equal_one(tmp_path):
     # autograd returns is rounding noise (~1e-9). Adam divides by the noise's own size, so
     # the update is ±lr either way, and two runs that round differently disagree on it.
     noise_only = [name for name in one if name.endswith("w_k.bias")]
-    assert len(noise_only) == 6  # 2 encoder self, 2 decoder self, 2 cross attentions
+    assert (
+        len(noise_only) == 6
+    )  # 2 encoder self, 2 decoder self, 2 cross attentions
     for name in one:
         if name not in noise_only:
             torch.testing.assert_close(

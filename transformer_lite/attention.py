@@ -7,7 +7,9 @@ from torch import Tensor
 from transformer_lite.dot_product import check_qkv
 
 
-def check_mask(mask: Tensor, scores_shape: torch.Size | tuple[int, ...]) -> None:
+def check_mask(
+    mask: Tensor, scores_shape: torch.Size | tuple[int, ...]
+) -> None:
     """Raise a clear error unless ``mask`` is a bool tensor that broadcasts to the scores.
 
     The rule, as in ``F.scaled_dot_product_attention``: True = may attend. (Bool masks of
@@ -17,7 +19,9 @@ def check_mask(mask: Tensor, scores_shape: torch.Size | tuple[int, ...]) -> None
         mask: broadcastable to ``scores_shape`` = (..., Lq, Lk).
     """
     if not isinstance(mask, Tensor):
-        raise TypeError(f"mask must be a bool tensor, got {type(mask).__name__}")
+        raise TypeError(
+            f"mask must be a bool tensor, got {type(mask).__name__}"
+        )
     if mask.dtype != torch.bool:
         raise TypeError(
             f"mask must be a bool tensor with True = may attend, got dtype {mask.dtype}; "
@@ -59,7 +63,9 @@ def scaled_dot_product_attention(
     """
     check_qkv(query, key, value)
     if dropout is not None and not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
+        raise ValueError(
+            f"dropout must be a probability in [0, 1), got {dropout}"
+        )
     scale = query.size(-1) ** -0.5 if scale is None else scale
     scores = (query * scale) @ key.transpose(-2, -1)  # (..., Lq, Lk)
     if mask is not None:
@@ -67,7 +73,9 @@ def scaled_dot_product_attention(
         # a query that may attend to nothing keeps its finite scores here, and gets zero
         # weights below: a row of -inf would make the softmax compute 0/0 = NaN
         empty = ~mask.any(dim=-1, keepdim=True)
-        scores = scores.masked_fill(~mask & ~empty, float("-inf"))  # blocked: weight 0
+        scores = scores.masked_fill(
+            ~mask & ~empty, float("-inf")
+        )  # blocked: weight 0
     weights = torch.softmax(scores, dim=-1)  # (..., Lq, Lk)
     if mask is not None:
         weights = weights.masked_fill(empty, 0.0)

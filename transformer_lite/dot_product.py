@@ -109,7 +109,9 @@ def softmax(scores: Tensor, dim: int = -1) -> Tensor:
         scores: any shape; the output has the same shape.
     """
     peak = scores.amax(dim=dim, keepdim=True)
-    peak = peak.masked_fill(peak == float("-inf"), 0.0)  # all -inf: shift by 0 instead
+    peak = peak.masked_fill(
+        peak == float("-inf"), 0.0
+    )  # all -inf: shift by 0 instead
     exp = (scores - peak).exp()
     total = exp.sum(dim=dim, keepdim=True)  # >= 1 unless every score is -inf
     return exp / total.masked_fill(total == 0, 1.0)
@@ -171,7 +173,11 @@ def time_calls(
     """
     if not fns:
         raise ValueError("time_calls needs at least one function to time")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+    if (
+        isinstance(repeats, bool)
+        or not isinstance(repeats, int)
+        or repeats < 1
+    ):
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")

@@ -20,10 +20,14 @@ class TokenEmbedding(nn.Module):
         tokens (B, L) integer ids in [0, vocab_size). Returns (B, L, D).
     """
 
-    def __init__(self, vocab_size: int, d_model: int, padding_idx: int | None = None):
+    def __init__(
+        self, vocab_size: int, d_model: int, padding_idx: int | None = None
+    ):
         super().__init__()
         self.vocab_size, self.d_model = vocab_size, d_model
-        self.table = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
+        self.table = nn.Embedding(
+            vocab_size, d_model, padding_idx=padding_idx
+        )
         nn.init.normal_(self.table.weight, std=d_model**-0.5)
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -31,9 +35,13 @@ class TokenEmbedding(nn.Module):
             raise TypeError(
                 f"tokens must be integer token ids, got dtype {tokens.dtype}"
             )
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+        if tokens.numel() and (
+            tokens.min() < 0 or tokens.max() >= self.vocab_size
+        ):
             bad = (
-                tokens[(tokens < 0) | (tokens >= self.vocab_size)].unique()[:5].tolist()
+                tokens[(tokens < 0) | (tokens >= self.vocab_size)]
+                .unique()[:5]
+                .tolist()
             )
             raise ValueError(
                 f"token ids must be in [0, {self.vocab_size}) for vocab_size={self.vocab_size}, "
@@ -52,18 +60,30 @@ class PositionalEncoding(nn.Module):
         x (B, L, D) with offset + L <= max_len. Returns (B, L, D).
     """
 
-    def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
+    def __init__(
+        self, d_model: int, max_len: int = 5000, dropout: float = 0.0
+    ):
         super().__init__()
         if d_model % 2:
-            raise ValueError(f"d_model={d_model} must be even for sine/cosine pairs")
-        position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
+            raise ValueError(
+                f"d_model={d_model} must be even for sine/cosine pairs"
+            )
+        position = torch.arange(max_len, dtype=torch.float64)[
+            :, None
+        ]  # (max_len, 1)
         frequency = 10000.0 ** (
             -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model
         )
         table = torch.zeros(max_len, d_model, dtype=torch.float64)
-        table[:, 0::2] = torch.sin(position * frequency)  # even features: sine
-        table[:, 1::2] = torch.cos(position * frequency)  # odd features: cosine
-        self.register_buffer("table", table.float(), persistent=False)  # (max_len, D)
+        table[:, 0::2] = torch.sin(
+            position * frequency
+        )  # even features: sine
+        table[:, 1::2] = torch.cos(
+            position * frequency
+        )  # odd features: cosine
+        self.register_buffer(
+            "table", table.float(), persistent=False
+        )  # (max_len, D)
         self.max_len = max_len
         self.dropout = nn.Dropout(dropout)
 
@@ -74,7 +94,9 @@ class PositionalEncoding(nn.Module):
                 f"positions up to {offset + length} do not fit the positional table "
                 f"(max_len={self.max_len}); build PositionalEncoding with a larger max_len"
             )
-        return self.dropout(x + self.table[offset : offset + length])  # (B, L, D)
+        return self.dropout(
+            x + self.table[offset : offset + length]
+        )  # (B, L, D)
 
 
 class FeedForward(nn.Module):
@@ -165,7 +187,9 @@ def _from_torch_layer(
     if activation is not torch.nn.functional.relu and not isinstance(
         activation, nn.ReLU
     ):
-        raise ValueError(f"only the ReLU activation is supported, got {activation}")
+        raise ValueError(
+            f"only the ReLU activation is supported, got {activation}"
+        )
     new = cls(
         layer.self_attn.embed_dim,
         layer.self_attn.num_heads,
@@ -176,7 +200,9 @@ def _from_torch_layer(
         bias=layer.linear1.bias is not None,
     )
     for ours, theirs in attentions.items():
-        setattr(new, ours, MultiHeadAttention.from_torch(getattr(layer, theirs)))
+        setattr(
+            new, ours, MultiHeadAttention.from_torch(getattr(layer, theirs))
+        )
     with torch.no_grad():
         new.ff.w_1.load_state_dict(layer.linear1.state_dict())
         new.ff.w_2.load_state_dict(layer.linear2.state_dict())
@@ -184,7 +210,9 @@ def _from_torch_layer(
             if name.startswith("norm"):
                 norm.load_state_dict(getattr(layer, name).state_dict())
     weight = layer.linear1.weight  # keep the PyTorch layer's device and dtype
-    return new.to(device=weight.device, dtype=weight.dtype).train(layer.training)
+    return new.to(device=weight.device, dtype=weight.dtype).train(
+        layer.training
+    )
 
 
 class Encoder(nn.Module):
@@ -207,13 +235,23 @@ class Encoder(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+        if (
+            isinstance(n_layers, bool)
+            or not isinstance(n_layers, int)
+            or n_layers < 1
+        ):
+            raise ValueError(
+                f"n_layers must be a positive int, got {n_layers!r}"
+            )
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, n_heads, d_ff, dropout, norm_first, eps, bias)
+            EncoderLayer(
+                d_model, n_heads, d_ff, dropout, norm_first, eps, bias
+            )
             for _ in range(n_layers)
         )
-        self.norm = nn.LayerNorm(d_model, eps=eps, bias=bias) if norm_first else None
+        self.norm = (
+            nn.LayerNorm(d_model, eps=eps, bias=bias) if norm_first else None
+        )
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         for layer in self.layers:
@@ -249,7 +287,9 @@ class Encoder(nn.Module):
         if new.norm is not None:
             new.norm.load_state_dict(encoder.norm.state_dict())
         weight = ff.w_1.weight
-        return new.to(device=weight.device, dtype=weight.dtype).train(encoder.training)
+        return new.to(device=weight.device, dtype=weight.dtype).train(
+            encoder.training
+        )
 
 
 __all__ = [

@@ -19,8 +19,14 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
         or tokens.is_floating_point()
         or tokens.dtype == torch.bool
     ):
-        got = tokens.dtype if isinstance(tokens, Tensor) else type(tokens).__name__
-        raise TypeError(f"tokens must be a tensor of integer token ids, got {got}")
+        got = (
+            tokens.dtype
+            if isinstance(tokens, Tensor)
+            else type(tokens).__name__
+        )
+        raise TypeError(
+            f"tokens must be a tensor of integer token ids, got {got}"
+        )
     if tokens.dim() != 2:
         raise ValueError(
             f"tokens must have shape (batch, length), got {tuple(tokens.shape)}"
@@ -28,7 +34,9 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
     return (tokens != pad_id)[:, None, None, :]  # (B, 1, 1, S)
 
 
-def causal_mask(size: int, device: torch.device | str | None = None) -> Tensor:
+def causal_mask(
+    size: int, device: torch.device | str | None = None
+) -> Tensor:
     """True on and below the diagonal: query t may attend to keys 0..t, itself included.
 
     Combine with a padding mask by ``&``: ``causal_mask(T) & padding_mask(tgt, pad_id)``

@@ -4,7 +4,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from transformer_lite.attention import check_mask, scaled_dot_product_attention
+from transformer_lite.attention import (
+    check_mask,
+    scaled_dot_product_attention,
+)
 
 # Shapes: B batch, Lq / Lk query / key length, D d_model, H heads, Dk = d_k = D // H.
 
@@ -26,17 +29,35 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
     ):
         super().__init__()
         for name, number in [("d_model", d_model), ("n_heads", n_heads)]:
-            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-                raise ValueError(f"{name} must be a positive int, got {number!r}")
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, int)
+                or number < 1
+            ):
+                raise ValueError(
+                    f"{name} must be a positive int, got {number!r}"
+                )
         if d_model % n_heads != 0:
-            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+            raise ValueError(
+                f"d_model={d_model} is not divisible by n_heads={n_heads}"
+            )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
-        self.d_model, self.n_heads, self.d_k = d_model, n_heads, d_model // n_heads
+            raise ValueError(
+                f"dropout must be a probability in [0, 1), got {dropout}"
+            )
+        self.d_model, self.n_heads, self.d_k = (
+            d_model,
+            n_heads,
+            d_model // n_heads,
+        )
         self.dropout = dropout
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
         self.w_k = nn.Linear(d_model, d_model, bias=bias)
@@ -60,10 +81,18 @@ class MultiHeadAttention(nn.Module):
     def merge_heads(self, x: Tensor) -> Tensor:
         """(B, H, L, Dk) -> (B, L, D): the inverse of ``split_heads``."""
         batch, _, length, _ = x.shape
-        return x.transpose(1, 2).reshape(batch, length, self.d_model)  # (B, L, D)
+        return x.transpose(1, 2).reshape(
+            batch, length, self.d_model
+        )  # (B, L, D)
 
-    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
-        for name, tensor in [("query", query), ("key", key), ("value", value)]:
+    def _check_inputs(
+        self, query: Tensor, key: Tensor, value: Tensor
+    ) -> None:
+        for name, tensor in [
+            ("query", query),
+            ("key", key),
+            ("value", value),
+        ]:
             if tensor.dim() != 3:
                 raise ValueError(
                     f"{name} must have shape (batch, length, d_model), got {tuple(tensor.shape)}"
@@ -125,7 +154,9 @@ class MultiHeadAttention(nn.Module):
         return (out, weights) if need_weights else out
 
     @classmethod
-    def from_torch(cls, module: nn.MultiheadAttention) -> "MultiHeadAttention":
+    def from_torch(
+        cls, module: nn.MultiheadAttention
+    ) -> "MultiHeadAttention":
         """A MultiHeadAttention with the weights of ``module``, giving the same outputs.
 
         Only the weights are copied; inputs stay batch first here whatever
@@ -137,16 +168,24 @@ class MultiHeadAttention(nn.Module):
                 f"expected nn.MultiheadAttention, got {type(module).__name__}"
             )
         if module.bias_k is not None or module.add_zero_attn:
-            raise ValueError("add_bias_kv and add_zero_attn have no counterpart here")
+            raise ValueError(
+                "add_bias_kv and add_zero_attn have no counterpart here"
+            )
         if not module._qkv_same_embed_dim:
             raise ValueError(
                 f"kdim={module.kdim} and vdim={module.vdim} must equal "
                 f"embed_dim={module.embed_dim}"
             )
         bias = module.in_proj_bias is not None
-        new = cls(module.embed_dim, module.num_heads, dropout=module.dropout, bias=bias)
+        new = cls(
+            module.embed_dim,
+            module.num_heads,
+            dropout=module.dropout,
+            bias=bias,
+        )
         new = new.to(
-            device=module.in_proj_weight.device, dtype=module.in_proj_weight.dtype
+            device=module.in_proj_weight.device,
+            dtype=module.in_proj_weight.dtype,
         )
         with torch.no_grad():
             projections = (new.w_q, new.w_k, new.w_v)
