@@ -25,7 +25,7 @@
 #
 # 1. how big $q \cdot k$ gets as $d_k$ grows;
 # 2. what that does to the softmax;
-# 3. what *that* does to the gradient, the signal training learns from;
+# 3. what *that* does to the gradient, the signal training learns from, at the scores and at the query;
 # 4. what $\sqrt{d_k}$ is, precisely, and what it is not.
 #
 # Then we export `scaled_dot_product_attention` and prove it equal to PyTorch's own
@@ -70,7 +70,8 @@ for i, d_k in enumerate(d_ks):
     variance.append(dots.var().item())
     variance_scaled.append((dots / math.sqrt(d_k)).var().item())
     print(
-        f"d_k={d_k:5d}   Var(q·k) = {variance[-1]:7.1f} = {variance[-1] / d_k:.2f} × d_k"
+        f"d_k={d_k:5d}   Var(q·k) = {variance[-1]:7.1f}"
+        f" = {variance[-1] / d_k:.2f} × d_k"
         f"   Var(q·k/√d_k) = {variance_scaled[-1]:.2f}"
     )
 assert all(0.9 < v / d < 1.1 for v, d in zip(variance, d_ks, strict=True))
@@ -104,7 +105,7 @@ n_queries, n_keys = 2_000, 16
 
 
 def peakedness(weights: torch.Tensor) -> tuple[float, float]:
-    """Mean largest weight and mean entropy (nats) of rows of attention weights."""
+    """Mean largest weight and mean entropy (nats) of rows of weights."""
     entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1)
     return weights.amax(-1).mean().item(), entropy.mean().item()
 
@@ -125,11 +126,12 @@ for i, d_k in enumerate(d_ks):
 print(
     f"entropy of uniform weights over {n_keys} keys: {math.log(n_keys):.2f}"
 )
+print("        largest weight    entropy (nats)")
+print("  d_k    raw   scaled       raw   scaled")
 for i, d_k in enumerate(d_ks):
     print(
-        f"d_k={d_k:5d}   largest weight: raw {largest['raw'][i]:.2f}, "
-        f"scaled {largest['scaled'][i]:.2f}   entropy: raw {entropy['raw'][i]:.2f}, "
-        f"scaled {entropy['scaled'][i]:.2f}"
+        f"{d_k:5d}   {largest['raw'][i]:.2f}     {largest['scaled'][i]:.2f}"
+        f"      {entropy['raw'][i]:.2f}     {entropy['scaled'][i]:.2f}"
     )
 
 # %%
@@ -162,50 +164,118 @@ assert max(largest["scaled"]) - min(largest["scaled"]) < 0.05
 # $d_k$, and leaves training free to sharpen it where that helps.
 #
 # (ch2-gradient)=
-# ## 3. A saturated softmax passes almost no gradient
+# ## 3. What saturation does to the gradient
 #
-# Training changes $W_Q$ and $W_K$ through the gradient that reaches the scores. For weights $w = \mathrm{softmax}(s)$
-# the derivative is $\partial w_i / \partial s_j = w_i(\delta_{ij} - w_j)$. If one weight is 1 and the rest are 0,
-# every entry of that matrix is 0: moving any score a little changes nothing, so nothing is learned. This is the
-# "extremely small gradients" the paper gives as its reason for the factor (§3.2.1).
+# Training changes $W_Q$ and $W_K$ through the gradient that reaches the
+# scores. For weights $w = \mathrm{softmax}(s)$ and a loss $\mathcal{L}$,
 #
-# We measure it: push a random upstream gradient back through the softmax and look at the gradient that reaches
-# the scores, for the raw and the scaled version.
+# $$\frac{\partial \mathcal{L}}{\partial s_j}
+#   = w_j \left(u_j - \textstyle\sum_i w_i u_i\right),
+#   \qquad u_j = \frac{\partial \mathcal{L}}{\partial w_j} .$$
+#
+# Each key's share of the signal is proportional to its own weight $w_j$: a key
+# with weight 0.001 gets a thousandth of the push. If one weight is 1 and the
+# rest are 0, every $\partial \mathcal{L} / \partial s_j$ is 0. This is the
+# "extremely small gradients" the paper gives as its reason for the factor
+# (§3.2.1).
+#
+# The scores are not what training changes, though. The query is
+# $q = x W_Q$, and the chain rule multiplies the gradient at the scores by the
+# keys on the way back:
+# $\partial \mathcal{L} / \partial q = c \sum_j (\partial \mathcal{L} /
+# \partial s_j)\, k_j$, with $c = 1$ unscaled and $c = 1/\sqrt{d_k}$ scaled.
+# The keys have length about $\sqrt{d_k}$, so the unscaled version gets back a
+# factor $\sqrt{d_k}$ that the scaled one divides away. Which effect wins?
+# We measure three things, for the raw and the scaled version: the gradient at
+# the scores, the gradient at the query, and how many of the 16 keys still get
+# at least 1% of the signal (weight $w_j \ge 0.01$).
 
 # %%
-grad_norm = {"raw": [], "scaled": []}
+grad_s = {"raw": [], "scaled": []}  # median |∂L/∂scores|
+grad_q = {"raw": [], "scaled": []}  # median |∂L/∂q|
+keys_with_signal = {"raw": [], "scaled": []}  # keys with weight >= 0.01
 for i, d_k in enumerate(d_ks):
-    q = seeded_randn(n_queries, 1, d_k, seed=300 + i, device=device)
+    q0 = seeded_randn(n_queries, 1, d_k, seed=300 + i, device=device)
     k = seeded_randn(n_queries, n_keys, d_k, seed=400 + i, device=device)
+    # a random upstream gradient ∂L/∂w, the same for both versions
     upstream = seeded_randn(n_queries, n_keys, seed=500 + i, device=device)
-    for name, factor in [("raw", 1.0), ("scaled", 1 / math.sqrt(d_k))]:
-        logits = (
-            (q @ k.transpose(-2, -1)).squeeze(1) * factor
-        ).requires_grad_()  # (N, L)
-        (softmax(logits) * upstream).sum().backward()
-        grad_norm[name].append(logits.grad.norm(dim=-1).median().item())
+    for name, c in [("raw", 1.0), ("scaled", 1 / math.sqrt(d_k))]:
+        q = q0.clone().requires_grad_()  # (N, 1, Dk)
+        scores = (q @ k.transpose(-2, -1)).squeeze(1) * c  # (N, L)
+        scores.retain_grad()
+        weights = softmax(scores)
+        (weights * upstream).sum().backward()
+        grad_s[name].append(scores.grad.norm(dim=-1).median().item())
+        grad_q[name].append(q.grad.squeeze(1).norm(dim=-1).median().item())
+        signal = (weights >= 0.01).sum(-1).float().mean().item()
+        keys_with_signal[name].append(signal)
+
+print("         |∂L/∂scores|     |∂L/∂q|       keys with signal")
+print("  d_k    raw     scaled   raw     scaled   raw  scaled")
+for i, d_k in enumerate(d_ks):
     print(
-        f"d_k={d_k:5d}   median |∂loss/∂scores|: raw {grad_norm['raw'][-1]:.2e}"
-        f"   scaled {grad_norm['scaled'][-1]:.2e}"
+        f"{d_k:5d}  {grad_s['raw'][i]:.1e}  {grad_s['scaled'][i]:.1e}"
+        f"  {grad_q['raw'][i]:.1e}  {grad_q['scaled'][i]:.1e}"
+        f"  {keys_with_signal['raw'][i]:4.1f}  "
+        f"{keys_with_signal['scaled'][i]:4.1f}"
     )
-assert grad_norm["raw"][-1] < 0.01 * grad_norm["scaled"][-1]
 
 # %%
-fig, ax = plt.subplots()
-ax.plot(d_ks, grad_norm["raw"], "o-", label="softmax(q·k)")
-ax.plot(d_ks, grad_norm["scaled"], "s-", label="softmax(q·k / √d_k)")
-ax.set_xscale("log", base=2)
-ax.set_yscale("log")
-ax.set_xlabel("d_k")
-ax.set_ylabel("median gradient norm at the scores")
-ax.set_title("The gradient vanishes without scaling")
-ax.legend()
+fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+for name, style in [("raw", "o-"), ("scaled", "s-")]:
+    label = "softmax(q·k)" if name == "raw" else "softmax(q·k / √d_k)"
+    left.plot(d_ks, grad_s[name], style, label=label)
+    right.plot(d_ks, grad_q[name], style, label=label)
+for ax, where in [(left, "the scores"), (right, "the query")]:
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set(xlabel="d_k", ylabel="median gradient norm")
+    ax.set_title(f"Gradient at {where}")
+right.legend()
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Without scaling, the median gradient shrinks by orders of magnitude as $d_k$ grows: at $d_k = 1024$ most queries
-# pass back almost nothing. With scaling it stays at the same size for every width. That is what "keeps gradients
-# stable" means here: the size of the learning signal no longer depends on how wide the heads are.
+# Read the table column by column.
+#
+# - **At the scores** the raw gradient falls from $d_k = 16$ on and is about
+#   $10^{-5}$ at $d_k = 1024$; the scaled one stays near 0.27 at every width.
+# - **At the query**, where $W_Q$ learns, the factor $|k| \approx \sqrt{d_k}$
+#   hides the loss for a while: up to $d_k = 64$, the paper's width, the raw
+#   gradient is *larger* than the scaled one (0.49 against 0.27). It drops
+#   below from $d_k = 128$, is about 4 times smaller at 256, 50 times at 512
+#   and over 1,000 times at 1024. So "the gradient vanishes at the paper's
+#   width" would be false: unscaled, the gradient's *size* breaks down only
+#   for heads four or more times wider than the paper's.
+# - **What saturation costs already at $d_k = 64$** is the third column: about
+#   2.4 of the 16 keys get 1% of the signal or more, against 14–15 scaled. The
+#   gradient still has a size, but it says how to move the one or two keys that
+#   already win; the others get no signal at all. An optimiser like Adam divides
+#   each gradient by its running size, so it can restore the *size* of a small
+#   gradient, but not its *direction*: it cannot invent the push towards a key
+#   whose weight is 0.
+#
+# The cell below holds these statements to the numbers.
+
+# %%
+at = {d_k: i for i, d_k in enumerate(d_ks)}
+# at the scores: the raw gradient collapses, the scaled one does not
+assert grad_s["raw"][at[1024]] < 1e-3 * grad_s["scaled"][at[1024]]
+assert max(grad_s["scaled"]) < 1.2 * min(grad_s["scaled"])
+# at the query: raw is larger up to d_k = 64, smaller from 128, tiny at 1024
+assert all(grad_q["raw"][at[d]] > grad_q["scaled"][at[d]] for d in d_ks[:5])
+assert all(grad_q["raw"][at[d]] < grad_q["scaled"][at[d]] for d in d_ks[5:])
+assert grad_q["raw"][at[256]] < 0.3 * grad_q["scaled"][at[256]]
+assert grad_q["raw"][at[512]] < 0.05 * grad_q["scaled"][at[512]]
+assert grad_q["raw"][at[1024]] < 1e-3 * grad_q["scaled"][at[1024]]
+# who gets a signal: a few keys raw at d_k = 64, nearly all of them scaled
+assert keys_with_signal["raw"][at[64]] < 3
+assert min(keys_with_signal["scaled"]) > 14
+
+# %% [markdown]
+# With the factor, all three columns stay the same at every width. That is
+# what "keeps gradients stable" means here: neither the size nor the spread of
+# the learning signal depends on how wide the heads are.
 #
 # (ch2-what-sqrt-dk-is)=
 # ## 4. What √d_k is, and what it is not
@@ -222,6 +292,7 @@ plt.show()
 #   shrink towards 0 as $d_k$ grows and the softmax goes flat, the opposite failure.
 
 # %%
+print("  d_k  √d_k  mean |q|  std(q·k)  Var(q·k/√d_k)  Var(cosine)×d_k")
 for i, d_k in enumerate([16, 64, 256, 1024]):
     q = seeded_randn(n_pairs, d_k, seed=600 + i, device=device)
     k = seeded_randn(n_pairs, d_k, seed=700 + i, device=device)
@@ -229,9 +300,9 @@ for i, d_k in enumerate([16, 64, 256, 1024]):
     length = q.norm(dim=-1).mean().item()
     cosine = dots / (q.norm(dim=-1) * k.norm(dim=-1))
     print(
-        f"d_k={d_k:5d}  √d_k={math.sqrt(d_k):5.1f}  mean |q|={length:5.1f}  "
-        f"std(q·k)={dots.std().item():5.1f}  Var(q·k/√d_k)={(dots / d_k**0.5).var().item():.2f}"
-        f"  Var(cosine)×d_k={cosine.var().item() * d_k:.2f}"
+        f"{d_k:5d}  {math.sqrt(d_k):4.0f}  {length:8.1f}  "
+        f"{dots.std().item():8.1f}  {(dots / d_k**0.5).var().item():13.2f}"
+        f"  {cosine.var().item() * d_k:15.2f}"
     )
 
 # %% [markdown]
@@ -279,10 +350,12 @@ from transformer_lite.dot_product import check_qkv
 def check_mask(
     mask: Tensor, scores_shape: torch.Size | tuple[int, ...]
 ) -> None:
-    """Raise a clear error unless ``mask`` is a bool tensor that broadcasts to the scores.
+    """Raise a clear error unless ``mask`` is a bool tensor that broadcasts to
+    the scores.
 
-    The rule, as in ``F.scaled_dot_product_attention``: True = may attend. (Bool masks of
-    ``nn.MultiheadAttention`` mean the opposite: True = blocked.)
+    The rule, as in ``F.scaled_dot_product_attention``: True = may attend.
+    (Bool masks of ``nn.MultiheadAttention`` mean the opposite: True =
+    blocked.)
 
     Shape:
         mask: broadcastable to ``scores_shape`` = (..., Lq, Lk).
@@ -293,7 +366,8 @@ def check_mask(
         )
     if mask.dtype != torch.bool:
         raise TypeError(
-            f"mask must be a bool tensor with True = may attend, got dtype {mask.dtype}; "
+            "mask must be a bool tensor with True = may attend, "
+            f"got dtype {mask.dtype}; "
             "convert it, e.g. mask.bool() if 1 means 'may attend'"
         )
     try:
@@ -302,7 +376,8 @@ def check_mask(
         shape = None
     if shape != torch.Size(scores_shape):
         raise ValueError(
-            f"mask of shape {tuple(mask.shape)} does not broadcast to the attention "
+            f"mask of shape {tuple(mask.shape)} does not broadcast to the "
+            "attention "
             f"scores' shape (..., Lq, Lk) = {tuple(scores_shape)}"
         )
 
@@ -315,20 +390,23 @@ def scaled_dot_product_attention(
     dropout: float | None = None,
     scale: float | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """softmax(Q Kᵀ / √d_k) V, written out: scale, matmul, mask, softmax, dropout, matmul.
+    """softmax(Q Kᵀ / √d_k) V, written out: scale, matmul, mask, softmax,
+    dropout, matmul.
 
     Args:
-        mask: bool, True = may attend (the rule of ``F.scaled_dot_product_attention``;
-            ``nn.MultiheadAttention`` uses the opposite). A query row that may attend to
-            nothing gets all-zero weights and a zero output, not NaN.
-        dropout: probability of zeroing each attention weight (training only: pass 0 or
-            None in evaluation). The returned weights are the ones that mixed the values,
-            after dropout.
+        mask: bool, True = may attend (the rule of
+            ``F.scaled_dot_product_attention``; ``nn.MultiheadAttention`` uses
+            the opposite). A query row that may attend to nothing gets
+            all-zero weights and a zero output, not NaN.
+        dropout: probability of zeroing each attention weight (training only:
+            pass 0 or None in evaluation). The returned weights are the ones
+            that mixed the values, after dropout.
         scale: the factor on the scores; 1/√d_k when None.
 
     Shape:
-        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv), mask broadcastable
-        to (..., Lq, Lk). Returns output (..., Lq, Dv) and weights (..., Lq, Lk).
+        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv), mask
+        broadcastable to (..., Lq, Lk). Returns output (..., Lq, Dv) and
+        weights (..., Lq, Lk).
     """
     check_qkv(query, key, value)
     if dropout is not None and not 0.0 <= dropout < 1.0:
@@ -339,8 +417,9 @@ def scaled_dot_product_attention(
     scores = (query * scale) @ key.transpose(-2, -1)  # (..., Lq, Lk)
     if mask is not None:
         check_mask(mask, scores.shape)
-        # a query that may attend to nothing keeps its finite scores here, and gets zero
-        # weights below: a row of -inf would make the softmax compute 0/0 = NaN
+        # a query that may attend to nothing keeps its finite scores here, and
+        # gets zero weights below: a row of -inf would make the softmax
+        # compute 0/0 = NaN
         empty = ~mask.any(dim=-1, keepdim=True)
         scores = scores.masked_fill(
             ~mask & ~empty, float("-inf")
@@ -432,5 +511,6 @@ for bad in [
 # | `check_mask(mask, scores_shape)` | a bool mask (True = may attend) that broadcasts to the scores, or a clear error |
 #
 # The factor $1/\sqrt{d_k}$ divides each score by its own standard deviation at initialisation, so the softmax starts
-# equally soft at every width and the gradient does not vanish as heads get wider. Next, chapter 3 builds the masks:
+# equally soft at every width: every key keeps a share of the gradient, and its size does not depend on the
+# width of the heads (without it, the gradient at the query collapses from $d_k \approx 256$). Next, chapter 3 builds the masks:
 # padding, and the causal mask that keeps the decoder from reading the future.

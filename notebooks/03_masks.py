@@ -47,7 +47,7 @@ plt.rcParams["figure.figsize"] = (5, 3.5)
 
 
 def rounded(t: torch.Tensor, digits: int = 3) -> list:
-    """A tensor as nested lists of rounded floats, for printing the same on every device."""
+    """A tensor as nested lists of rounded floats, alike on any device."""
     return torch.round(t.detach().cpu().double(), decimals=digits).tolist()
 
 
@@ -87,7 +87,8 @@ print(
 # Masking inside gives a proper distribution over the allowed keys; zeroing afterwards leaves weights that sum to
 # less than 1, and the output shrinks by however much weight the blocked key happened to take. (Some code uses a
 # large negative number such as $-10^9$ instead of $-\infty$; for a row with at least one allowed key that gives
-# the same weights. The two differ for a row with *no* allowed key, at the end of this chapter.)
+# the same weights, since $e^{-10^9}$ is exactly 0 in floating point. The two differ only for a row with *no*
+# allowed key, at the end of this chapter.)
 #
 # ## Padding: every sentence in the batch has its own length
 #
@@ -101,14 +102,17 @@ from torch import Tensor
 
 
 def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
-    """True at real tokens, False at padding: which keys each sentence may attend to.
+    """True at real tokens, False at padding: which keys each sentence may
+    attend to.
 
-    The mask depends on the keys only, so it broadcasts over heads and queries. True =
-    may attend, the rule of ``F.scaled_dot_product_attention`` (``nn.MultiheadAttention``'s
-    ``key_padding_mask`` means the opposite: True = padding).
+    The mask depends on the keys only, so it broadcasts over heads and
+    queries. True = may attend, the rule of ``F.scaled_dot_product_attention``
+    (``nn.MultiheadAttention``'s ``key_padding_mask`` means the opposite: True
+    = padding).
 
     Shape:
-        tokens: (B, S) integer token ids. Returns a bool mask of shape (B, 1, 1, S).
+        tokens: (B, S) integer token ids.
+        Returns a bool mask of shape (B, 1, 1, S).
     """
     if (
         not isinstance(tokens, Tensor)
@@ -125,7 +129,8 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
         )
     if tokens.dim() != 2:
         raise ValueError(
-            f"tokens must have shape (batch, length), got {tuple(tokens.shape)}"
+            "tokens must have shape (batch, length), "
+            f"got {tuple(tokens.shape)}"
         )
     return (tokens != pad_id)[:, None, None, :]  # (B, 1, 1, S)
 
@@ -133,13 +138,15 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
 def causal_mask(
     size: int, device: torch.device | str | None = None
 ) -> Tensor:
-    """True on and below the diagonal: query t may attend to keys 0..t, itself included.
+    """True on and below the diagonal: query t may attend to keys 0..t, itself
+    included.
 
-    Combine with a padding mask by ``&``: ``causal_mask(T) & padding_mask(tgt, pad_id)``
-    has shape (B, 1, T, T).
+    Combine with a padding mask by ``&``: ``causal_mask(T) & padding_mask(tgt,
+    pad_id)`` has shape (B, 1, T, T).
 
     Shape:
-        Returns a bool mask of shape (size, size): rows are queries, columns keys.
+        Returns a bool mask of shape (size, size): rows are queries, columns
+        keys.
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(
@@ -164,15 +171,26 @@ print(mask[:, 0, 0].int().tolist())
 
 # %% [markdown]
 # Now attend over a padded sentence. Each token id gets a random vector (a stand-in for the embeddings of
-# chapter 5) and we attend with the mask. The padded keys get no weight from any query:
+# chapter 5), and random query, key and value projections (scaled by $1/\sqrt{d}$, as chapter 4 initialises
+# them) turn it into $q$, $k$ and $v$. Without projections, $q = k$ and every token would mostly attend to
+# itself, which says more about the missing projections than about attention. The padded keys get no weight
+# from any query:
 
 # %%
 d = 8
 table = seeded_randn(10, d, seed=0, device=device)  # one vector per token id
+w_q, w_k, w_v = (
+    seeded_randn(d, d, seed=s, device=device) / d**0.5 for s in (10, 11, 12)
+)
+
+
+def attend(x: torch.Tensor, mask: torch.Tensor | None = None):
+    """Self-attention of x (B, 1, S, D) through the random projections."""
+    return scaled_dot_product_attention(x @ w_q, x @ w_k, x @ w_v, mask=mask)
+
+
 x = table[tokens][:, None]  # (B, H, S, D) with a single head, H = 1
-out, weights = scaled_dot_product_attention(
-    x, x, x, mask=mask
-)  # weights (B, S, S)
+out, weights = attend(x, mask)  # weights (B, 1, S, S)
 print("weights of sentence 1 (rows: queries, columns: keys):")
 for row in rounded(weights[1, 0], 2):
     print(row)
@@ -199,9 +217,7 @@ longer = torch.cat(
     [tokens, torch.full((3, 3), pad, device=device)], dim=1
 )  # (B, S + 3)
 x_longer = table[longer][:, None]
-out_longer, _ = scaled_dot_product_attention(
-    x_longer, x_longer, x_longer, mask=padding_mask(longer, pad)
-)
+out_longer, _ = attend(x_longer, padding_mask(longer, pad))
 real = tokens != pad  # (B, S)
 torch.testing.assert_close(out_longer[:, 0, :5][real], out[:, 0][real])
 print("outputs at real positions unchanged by extra padding")
@@ -215,6 +231,12 @@ print("outputs at real positions unchanged by extra padding")
 # is to predict word $t$. The causal mask lets the query at position $t$ attend to positions $0 \ldots t$: its own
 # input (the word it was given) and everything before it. What it must not see is position $t+1$ and later, where
 # the word it has to predict sits.
+#
+# A note on counting: the paper's notation and this prose's $k_1 \ldots k_t$ count from 1, the code counts
+# positions from 0. They state the same rule, "the diagonal and everything left of it": the $t$-th query
+# (1-based) sees $k_1 \ldots k_t$; query `t` in code (0-based) sees keys `0..t`. And because of the shift by one,
+# position $t$ of the decoder's input holds word $t-1$ of the target (position 0 holds `<s>`), which is why
+# seeing itself never means seeing the word it must predict.
 
 # %%
 words = (
@@ -253,28 +275,27 @@ assert not causal.triu(diagonal=1).any()  # and nothing after itself
 
 # %%
 T = 6
-x = seeded_randn(2, T, d, seed=1, device=device)
+x = seeded_randn(2, 1, T, d, seed=1, device=device)  # (B, 1, T, D)
 t = 2
 changed = x.clone()
-changed[:, t + 1 :] = seeded_randn(
-    2, T - t - 1, d, seed=2, device=device
+changed[:, :, t + 1 :] = seeded_randn(
+    2, 1, T - t - 1, d, seed=2, device=device
 )  # new future
 
-masked_before, _ = scaled_dot_product_attention(
-    x, x, x, mask=causal_mask(T, device)
-)
-masked_after, _ = scaled_dot_product_attention(
-    changed, changed, changed, mask=causal_mask(T, device)
-)
-plain_before, _ = scaled_dot_product_attention(x, x, x)
-plain_after, _ = scaled_dot_product_attention(changed, changed, changed)
+masked_before, _ = attend(x, causal_mask(T, device))
+masked_after, _ = attend(changed, causal_mask(T, device))
+plain_before, _ = attend(x)
+plain_after, _ = attend(changed)
 
 assert torch.equal(
-    masked_before[:, : t + 1], masked_after[:, : t + 1]
+    masked_before[..., : t + 1, :], masked_after[..., : t + 1, :]
 )  # bit for bit
-assert not torch.allclose(plain_before[:, : t + 1], plain_after[:, : t + 1])
+assert not torch.allclose(
+    plain_before[..., : t + 1, :], plain_after[..., : t + 1, :]
+)
 print(
-    f"with the mask:    outputs 0..{t} identical after changing positions {t + 1}..{T - 1}"
+    f"with the mask:    outputs 0..{t} identical after changing "
+    f"positions {t + 1}..{T - 1}"
 )
 print(f"without the mask: outputs 0..{t} changed")
 
@@ -305,7 +326,9 @@ plt.show()
 # row of $-\infty$ computes $0/0$: NaN, and one NaN spreads through the whole network in the next layer.
 #
 # We decided what such a row returns: **all-zero weights and a zero output**, the same as PyTorch's
-# `F.scaled_dot_product_attention`. Chapter 1's softmax guards for it, and chapter 2's attention sets such rows to
+# `F.scaled_dot_product_attention` does today. That is recent and undocumented: PyTorch's math kernel returns
+# zeros for such rows since version 2.5 (an internal `_safe_softmax`); earlier versions return NaN. So this
+# book does not rely on it: chapter 1's softmax guards for it, and chapter 2's attention sets such rows to
 # zero after its softmax. Here are the three behaviours you will meet in the wild, on a batch whose second sentence
 # is all padding:
 
@@ -346,14 +369,56 @@ torch.testing.assert_close(ours, torch_sdpa)
 assert mha_out[1].isnan().all()
 
 # %% [markdown]
-# - **Ours** and `F.scaled_dot_product_attention`: zero output, zero weights, and the gradient has no NaN either.
-# - **$-10^9$ instead of $-\infty$**: finite, but the empty row gets *uniform* weights over the pad positions, so its
-#   output is an average of pad vectors: a made-up value that looks like data.
-# - **`nn.MultiheadAttention`**: NaN (in this version of PyTorch). A NaN anywhere in a batch poisons the loss of
-#   the whole batch.
+# - **Ours** and `F.scaled_dot_product_attention` (PyTorch ≥ 2.5): zero output, zero weights, and the gradient
+#   has no NaN either.
+# - **$-10^9$ instead of $-\infty$**: finite. The empty row gets *uniform* weights over the pad positions, so its
+#   output is an average of pad vectors instead of zeros.
+# - **`nn.MultiheadAttention`**: NaN (in this version of PyTorch).
 #
-# A zero output is the honest answer for "there was nothing to look at", and it is harmless: the positions it appears
-# at are padding, which the loss ignores.
+# Which of these matter? Zeros and averages of pad vectors both sit at pad positions, which no real query reads
+# (they are masked as keys) and the loss ignores: either is harmless. NaN is different, because masking
+# multiplies by zero and $0 \cdot \mathrm{NaN} = \mathrm{NaN}$. Two runs show it. First, the gradient: a loss
+# on the *real* sentence alone still gives `nn.MultiheadAttention`'s weights a NaN gradient, because the empty
+# sentence's NaN rows are multiplied by their zero upstream gradient. Second, two layers on a left-padded sentence
+# under the causal mask, whose first two positions (pads) have nothing to attend to: with a plain softmax over
+# $-\infty$ they come out NaN, and in the next layer the real tokens give them weight 0, and $0 \cdot
+# \mathrm{NaN}$ turns every output NaN.
+
+# %%
+mha_out[0].sum().backward()  # a loss on the real sentence only
+print(
+    "nn.MultiheadAttention, NaN in the weights' gradient:",
+    mha.in_proj_weight.grad.isnan().any().item(),
+)
+assert mha.in_proj_weight.grad.isnan().any()
+
+
+def attend_plain(x, mask, blocked=float("-inf")):
+    """Attention with a plain softmax over blocked scores (-inf or -1e9)."""
+    q, k, v = x @ w_q, x @ w_k, x @ w_v
+    scores = (q @ k.transpose(-2, -1) / d**0.5).masked_fill(~mask, blocked)
+    return torch.softmax(scores, dim=-1) @ v
+
+
+left_padded = torch.tensor([[0, 0, 4, 7, 3]], device=device)  # pads first
+mask = causal_mask(5, device) & padding_mask(left_padded, pad)
+x = table[left_padded][:, None]  # (1, 1, 5, D)
+two_layers = {
+    "ours": attend(attend(x, mask)[0], mask)[0],
+    "-1e9": attend_plain(attend_plain(x, mask, -1e9), mask, -1e9),
+    "-inf, plain": attend_plain(attend_plain(x, mask), mask),
+}
+for name, h in two_layers.items():
+    print(f"{name:12}: after two layers, NaN at positions", end=" ")
+    print(h[0, 0].isnan().any(-1).nonzero().flatten().tolist())
+real_ours, real_large = two_layers["ours"][..., 2:, :], two_layers["-1e9"]
+torch.testing.assert_close(real_large[..., 2:, :], real_ours)
+assert two_layers["-inf, plain"].isnan().all()
+
+# %% [markdown]
+# Zeros and $-10^9$ give the real tokens the same outputs; the plain softmax over $-\infty$ poisons all of them
+# in one layer. Only NaN is harmful. We return zeros because "there was nothing to look at" then reads as
+# nothing, and because it matches `F.scaled_dot_product_attention`, which the model calls on its fast path.
 #
 # (ch3-masked-mha)=
 # ## So what is "masked multi-head attention"?

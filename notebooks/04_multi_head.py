@@ -19,8 +19,9 @@
 # The paper does not run one attention of width $d_{model} = 512$. It runs $h = 8$ attentions of width
 # $d_k = 512 / 8 = 64$ side by side, each with its own projections, and concatenates their outputs (§3.2.2):
 #
-# $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \ldots, \mathrm{head}_h)\,W^O, \qquad
-# \mathrm{head}_i = \mathrm{Attention}(QW_i^Q, KW_i^K, VW_i^V).$$
+# $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \ldots, \mathrm{head}_h)\,W^O,$$
+#
+# $$\mathrm{head}_i = \mathrm{Attention}(QW_i^Q, KW_i^K, VW_i^V).$$
 #
 # This chapter asks *why several heads (多头) instead of one big one*, answers it with an experiment, shows that the
 # split costs nothing, and builds `MultiHeadAttention`, proven equal to PyTorch's `nn.MultiheadAttention`.
@@ -66,7 +67,7 @@ sharp = 20.0  # a large score: attend almost only to the matching position
 
 
 def attend(tokens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Position 4's output with one head (looking for 3 and 0) and with two heads."""
+    """Position 4's output with one head (for 3 and 0) and with two heads."""
     values = vocab[torch.tensor(tokens, device=device)]  # (L, 4)
     one_query = sharp * (keys[3] + keys[0])  # one head looks for both at once
     two_queries = sharp * torch.stack(
@@ -107,12 +108,17 @@ print("two heads, sentence B:", [round(x, 3) for x in two_b.tolist()])
 # previous word, another the subject of the verb, ...) and all of them are reported at once. The paper puts it as
 # attending "to information from different representation subspaces at different positions" (§3.2.2).
 #
-# ## Eight heads cost the same as one
+# ## What eight heads cost
 #
-# Splitting $d_{model}$ into $h$ heads of $d_k = d_{model}/h$ changes nothing in the bill. The projections are the
-# same four $d_{model} \times d_{model}$ matrices, only read as $h$ blocks, so the parameters are identical. The
-# score computation $QK^\top$ costs $L^2 d_k$ multiply-adds per head, $h \cdot L^2 d_k = L^2 d_{model}$ in total, the
-# same as one head of width $d_{model}$. We count both with PyTorch's FLOP counter, on the module built below.
+# Splitting $d_{model}$ into $h$ heads of $d_k = d_{model}/h$ changes nothing in the matrix products. The
+# projections are the same four $d_{model} \times d_{model}$ matrices, only read as $h$ blocks, so the parameters
+# are identical. The score computation $QK^\top$ costs $L^2 d_k$ multiply-adds per head,
+# $h \cdot L^2 d_k = L^2 d_{model}$ in total, the same as one head of width $d_{model}$.
+#
+# One part of the bill does grow with $h$: each head has its own $L \times L$ matrix of scores and weights. The
+# softmax, the mask and the dropout run over $h$ times as many numbers, and a written-out attention keeps
+# $h$ times as much memory for the backward pass. We count all of it with PyTorch's FLOP counter and the
+# tensors' sizes, on the module built below.
 
 # %% [markdown]
 # ## Splitting and merging heads
@@ -160,23 +166,27 @@ from transformer_lite.attention import (
     scaled_dot_product_attention,
 )
 
-# Shapes: B batch, Lq / Lk query / key length, D d_model, H heads, Dk = d_k = D // H.
+# Shapes: B batch, Lq / Lk query / key length, D d_model, H heads, Dk = d_k =
+# D // H.
 
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al., 2017, §3.2.2), batch first.
 
-    ``forward(query, key, value)`` projects the inputs with ``w_q``, ``w_k``, ``w_v``,
-    runs scaled dot-product attention in ``n_heads`` heads of width ``d_k = d_model //
-    n_heads``, concatenates the heads and projects with ``w_o``.
+    ``forward(query, key, value)`` projects the inputs with ``w_q``, ``w_k``,
+    ``w_v``, runs scaled dot-product attention in ``n_heads`` heads of width
+    ``d_k = d_model // n_heads``, concatenates the heads and projects with
+    ``w_o``.
 
-    Masks follow ``F.scaled_dot_product_attention``: bool, True = may attend, broadcast to
-    (B, H, Lq, Lk); e.g. ``padding_mask`` (B, 1, 1, Lk) or ``causal_mask`` (Lq, Lk).
-    ``nn.MultiheadAttention`` means the opposite (True = blocked): see ``from_torch``.
+    Masks follow ``F.scaled_dot_product_attention``: bool, True = may attend,
+    broadcast to (B, H, Lq, Lk); e.g. ``padding_mask`` (B, 1, 1, Lk) or
+    ``causal_mask`` (Lq, Lk). ``nn.MultiheadAttention`` means the opposite
+    (True = blocked): see ``from_torch``.
 
     Shape:
-        query (B, Lq, D), key (B, Lk, D), value (B, Lk, D). Returns output (B, Lq, D), or
-        (output, weights) with weights (B, H, Lq, Lk) when ``need_weights=True``.
+        query (B, Lq, D), key (B, Lk, D), value (B, Lk, D). Returns output (B,
+        Lq, D), or (output, weights) with weights (B, H, Lq, Lk) when
+        ``need_weights=True``.
     """
 
     def __init__(
@@ -217,14 +227,14 @@ class MultiHeadAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform weights and zero biases, so q, k, v keep the input's variance."""
+        """Xavier-uniform weights, zero biases: q, k, v keep the variance."""
         for linear in (self.w_q, self.w_k, self.w_v, self.w_o):
             nn.init.xavier_uniform_(linear.weight)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
 
     def split_heads(self, x: Tensor) -> Tensor:
-        """(B, L, D) -> (B, H, L, Dk): read the last dimension as H blocks of Dk."""
+        """(B, L, D) -> (B, H, L, Dk): last dimension as H blocks of Dk."""
         batch, length, _ = x.shape
         heads = x.view(batch, length, self.n_heads, self.d_k)  # (B, L, H, Dk)
         return heads.transpose(1, 2)  # (B, H, L, Dk)
@@ -246,11 +256,13 @@ class MultiHeadAttention(nn.Module):
         ]:
             if tensor.dim() != 3:
                 raise ValueError(
-                    f"{name} must have shape (batch, length, d_model), got {tuple(tensor.shape)}"
+                    f"{name} must have shape (batch, length, d_model), "
+                    f"got {tuple(tensor.shape)}"
                 )
             if tensor.size(-1) != self.d_model:
                 raise ValueError(
-                    f"{name} has {tensor.size(-1)} features but d_model={self.d_model}"
+                    f"{name} has {tensor.size(-1)} features "
+                    f"but d_model={self.d_model}"
                 )
         if not query.size(0) == key.size(0) == value.size(0):
             raise ValueError(
@@ -259,7 +271,8 @@ class MultiHeadAttention(nn.Module):
             )
         if key.size(1) != value.size(1):
             raise ValueError(
-                f"key and value must have the same length, got {key.size(1)} and {value.size(1)}"
+                "key and value must have the same length, "
+                f"got {key.size(1)} and {value.size(1)}"
             )
 
     def forward(
@@ -284,8 +297,9 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Attention over projected heads, then merge and ``w_o``: the second half of
-        ``forward``, for callers that keep projected keys and values (chapter 6's cache).
+        """Attention over projected heads, then merge and ``w_o``: the second
+        half of ``forward``, for callers that keep projected keys and values
+        (chapter 6's cache).
 
         Shape:
             q (B, H, Lq, Dk), k and v (B, H, Lk, Dk). Returns as ``forward``.
@@ -308,11 +322,12 @@ class MultiHeadAttention(nn.Module):
     def from_torch(
         cls, module: nn.MultiheadAttention
     ) -> "MultiHeadAttention":
-        """A MultiHeadAttention with the weights of ``module``, giving the same outputs.
+        """A MultiHeadAttention with the weights of ``module``, giving the
+        same outputs.
 
         Only the weights are copied; inputs stay batch first here whatever
-        ``module.batch_first`` says, and masks keep this book's rule (True = may attend),
-        the inverse of ``nn.MultiheadAttention``'s bool masks.
+        ``module.batch_first`` says, and masks keep this book's rule (True =
+        may attend), the inverse of ``nn.MultiheadAttention``'s bool masks.
         """
         if not isinstance(module, nn.MultiheadAttention):
             raise TypeError(
@@ -357,11 +372,13 @@ class MultiHeadAttention(nn.Module):
 # %% [markdown]
 # ### The bill, counted
 #
-# Same parameters, same floating-point operations, for one head of width 512 and for eight heads of width 64. (We
-# count on the written-out path, `need_weights=True`, whose matrix products the counter sees one by one.)
+# Parameters, matrix-product FLOPs and the size of the weights tensor, for one head of width 512 and for eight
+# heads of width 64. (We count on the written-out path, `need_weights=True`, whose matrix products the counter
+# sees one by one.)
 
 # %%
 x = seeded_randn(2, 32, 512, seed=1, device=device)  # (B, L, D)
+bill = {}  # heads -> (parameters, matmul FLOPs, weights' numbers)
 for n_heads in [1, 8]:
     mha = MultiHeadAttention(512, n_heads).to(device)
     with FlopCounterMode(display=False) as counter:
@@ -371,16 +388,32 @@ for n_heads in [1, 8]:
     )  # QKᵀ and AV
     projections = counter.get_total_flops() - attention  # w_q, w_k, w_v, w_o
     n_params = sum(p.numel() for p in mha.parameters())
+    _, weights = mha(x, x, x, need_weights=True)  # (B, H, L, L)
+    bill[n_heads] = (n_params, counter.get_total_flops(), weights.numel())
     print(
-        f"{n_heads} head(s) of d_k={512 // n_heads:3d}: {n_params:,} parameters"
+        f"{n_heads} head(s) of d_k={512 // n_heads:3d}: "
+        f"{n_params:,} parameters"
     )
     print(
-        f"    FLOPs: {projections:,} in the projections, {attention:,} in attention"
+        f"    FLOPs: {projections:,} in the projections, "
+        f"{attention:,} in attention"
     )
+    print(f"    weights tensor {tuple(weights.shape)}: {weights.numel():,}")
+assert bill[1][:2] == bill[8][:2]  # same parameters, same matmul FLOPs
+assert bill[8][2] == 8 * bill[1][2]  # eight L x L matrices instead of one
+
+# the appendix's size: batch 8, L = 512, float32
+for n_heads in [1, 8]:
+    mib = 8 * n_heads * 512 * 512 * 4 / 2**20
+    print(f"B=8, L=512, {n_heads} head(s): the weights take {mib:.0f} MiB")
 
 # %% [markdown]
-# Identical: $4 \cdot 512^2$ weights plus $4 \cdot 512$ biases, and the same count of multiply-adds. The heads are
-# not extra machinery; they are a different way of reading the same matrices.
+# Parameters and matrix products are identical: $4 \cdot 512^2$ weights plus $4 \cdot 512$ biases, and the same
+# count of multiply-adds. The heads are a different way of reading the same matrices. The weights tensor is
+# not the same: eight times as large, 8 MiB against 64 MiB at the appendix's size, and the softmax runs over
+# all of it. At $L = 32$ that is small next to the matrix products; it is why long sequences are costly
+# (the Performance appendix measures it), and why PyTorch's fused kernel avoids storing that tensor when it
+# can.
 #
 # ### Initialisation keeps the variance
 #
@@ -452,7 +485,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# After training (chapter 7) the patterns become meaningful; the point here is that each head has its own.
+# These are random projections, so the patterns mean nothing yet; the point here is only that each head has
+# its own. Whether training makes them readable is a question for a trained model, not for this chapter.
 #
 # ## Proof: equal to `nn.MultiheadAttention`
 #
@@ -510,7 +544,8 @@ for batch_first in [True, False]:
             rtol=1e-5,
         )
     print(
-        f"batch_first={batch_first!s:5}: outputs and weights equal for self, padding, causal, cross"
+        f"batch_first={batch_first!s:5}: outputs and weights equal "
+        "for self, padding, causal, cross"
     )
 
 # %% [markdown]

@@ -121,7 +121,8 @@ sides = {
 def cell(side: dict) -> str:
     if "skipped" in side:
         return "not run: " + side["skipped"]
-    return f"{side['seconds']['median'] * 1e3:.1f} ms, {side['peak_mib']:.0f} MiB"
+    ms = side["seconds"]["median"] * 1e3
+    return f"{ms:.1f} ms, {side['peak_mib']:.0f} MiB"
 
 
 display(
@@ -187,11 +188,14 @@ for r in attention:
     if "skipped" not in before and "skipped" not in after:
         print(
             f"L={r['L']:4d}: on chapter 1's softmax it took "
-            f"{before['seconds']['median'] / after['seconds']['median']:.1f}x the time and "
+            f"{before['seconds']['median'] / after['seconds']['median']:.1f}"
+            "x "
+            "the time and "
             f"{before['peak_mib'] / after['peak_mib']:.1f}x the memory"
         )
-# what the reading below says: below L = 512 a gap under 2x; from there the fused kernel wins
-# clearly, in time and more so in memory, and the memory gap grows with L
+# what the reading below says: below L = 512 a gap under 2x; from there the
+# fused kernel wins clearly, in time and more so in memory, and the memory gap
+# grows with L
 assert all(r["time_ratio"] < 2 for r in both if r["L"] < 512)
 assert all(r["time_ratio"] > 1.5 for r in both if r["L"] >= 512)
 memory_ratios = [r["ours"]["peak_mib"] / r["torch"]["peak_mib"] for r in both]
@@ -265,8 +269,9 @@ for side, label in [
 ]:
     ms_in = at_512[side]["profile_ms"]
     print(
-        f"L=512, {label:21}: {ms_in['total']:5.0f} ms in the profiler, of which "
-        f"matrix products {ms_in['matrix products']:4.0f} ms, copies {ms_in['copies']:3.0f} ms"
+        f"L=512, {label:21}: {ms_in['total']:5.0f} ms in the profiler, "
+        f"of which matrix products {ms_in['matrix products']:4.0f} ms, "
+        f"copies {ms_in['copies']:3.0f} ms"
     )
 
 # %% [markdown]
@@ -353,8 +358,10 @@ for r in training:
     torch_mm = r["torch"]["profile_ms"]["matrix products"]
     share = ours_mm / r["ours"]["profile_ms"]["total"]
     print(
-        f"{r['config']}: nn.Transformer's matrix products take {torch_mm / ours_mm:.2f}x "
-        f"as long as ours, for the same arithmetic; ours are {share:.0%} of our step"
+        f"{r['config']}: nn.Transformer's matrix products take "
+        f"{torch_mm / ours_mm:.2f}x as long as ours, "
+        "for the same arithmetic; "
+        f"ours are {share:.0%} of our step"
     )
 
 # %% [markdown]
@@ -447,7 +454,8 @@ if wall:
     )
 else:
     print(
-        "this run did not time the commands (python -m benchmarks --wall does)"
+        "this run did not time the commands "
+        "(python -m benchmarks --wall does)"
     )
 
 # %% [markdown]

@@ -10,10 +10,12 @@ from transformer_lite.dot_product import check_qkv
 def check_mask(
     mask: Tensor, scores_shape: torch.Size | tuple[int, ...]
 ) -> None:
-    """Raise a clear error unless ``mask`` is a bool tensor that broadcasts to the scores.
+    """Raise a clear error unless ``mask`` is a bool tensor that broadcasts to
+    the scores.
 
-    The rule, as in ``F.scaled_dot_product_attention``: True = may attend. (Bool masks of
-    ``nn.MultiheadAttention`` mean the opposite: True = blocked.)
+    The rule, as in ``F.scaled_dot_product_attention``: True = may attend.
+    (Bool masks of ``nn.MultiheadAttention`` mean the opposite: True =
+    blocked.)
 
     Shape:
         mask: broadcastable to ``scores_shape`` = (..., Lq, Lk).
@@ -24,7 +26,8 @@ def check_mask(
         )
     if mask.dtype != torch.bool:
         raise TypeError(
-            f"mask must be a bool tensor with True = may attend, got dtype {mask.dtype}; "
+            "mask must be a bool tensor with True = may attend, "
+            f"got dtype {mask.dtype}; "
             "convert it, e.g. mask.bool() if 1 means 'may attend'"
         )
     try:
@@ -33,7 +36,8 @@ def check_mask(
         shape = None
     if shape != torch.Size(scores_shape):
         raise ValueError(
-            f"mask of shape {tuple(mask.shape)} does not broadcast to the attention "
+            f"mask of shape {tuple(mask.shape)} does not broadcast to the "
+            "attention "
             f"scores' shape (..., Lq, Lk) = {tuple(scores_shape)}"
         )
 
@@ -46,20 +50,23 @@ def scaled_dot_product_attention(
     dropout: float | None = None,
     scale: float | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """softmax(Q Kᵀ / √d_k) V, written out: scale, matmul, mask, softmax, dropout, matmul.
+    """softmax(Q Kᵀ / √d_k) V, written out: scale, matmul, mask, softmax,
+    dropout, matmul.
 
     Args:
-        mask: bool, True = may attend (the rule of ``F.scaled_dot_product_attention``;
-            ``nn.MultiheadAttention`` uses the opposite). A query row that may attend to
-            nothing gets all-zero weights and a zero output, not NaN.
-        dropout: probability of zeroing each attention weight (training only: pass 0 or
-            None in evaluation). The returned weights are the ones that mixed the values,
-            after dropout.
+        mask: bool, True = may attend (the rule of
+            ``F.scaled_dot_product_attention``; ``nn.MultiheadAttention`` uses
+            the opposite). A query row that may attend to nothing gets
+            all-zero weights and a zero output, not NaN.
+        dropout: probability of zeroing each attention weight (training only:
+            pass 0 or None in evaluation). The returned weights are the ones
+            that mixed the values, after dropout.
         scale: the factor on the scores; 1/√d_k when None.
 
     Shape:
-        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv), mask broadcastable
-        to (..., Lq, Lk). Returns output (..., Lq, Dv) and weights (..., Lq, Lk).
+        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv), mask
+        broadcastable to (..., Lq, Lk). Returns output (..., Lq, Dv) and
+        weights (..., Lq, Lk).
     """
     check_qkv(query, key, value)
     if dropout is not None and not 0.0 <= dropout < 1.0:
@@ -70,8 +77,9 @@ def scaled_dot_product_attention(
     scores = (query * scale) @ key.transpose(-2, -1)  # (..., Lq, Lk)
     if mask is not None:
         check_mask(mask, scores.shape)
-        # a query that may attend to nothing keeps its finite scores here, and gets zero
-        # weights below: a row of -inf would make the softmax compute 0/0 = NaN
+        # a query that may attend to nothing keeps its finite scores here, and
+        # gets zero weights below: a row of -inf would make the softmax
+        # compute 0/0 = NaN
         empty = ~mask.any(dim=-1, keepdim=True)
         scores = scores.masked_fill(
             ~mask & ~empty, float("-inf")

@@ -5,14 +5,17 @@ from torch import Tensor
 
 
 def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
-    """True at real tokens, False at padding: which keys each sentence may attend to.
+    """True at real tokens, False at padding: which keys each sentence may
+    attend to.
 
-    The mask depends on the keys only, so it broadcasts over heads and queries. True =
-    may attend, the rule of ``F.scaled_dot_product_attention`` (``nn.MultiheadAttention``'s
-    ``key_padding_mask`` means the opposite: True = padding).
+    The mask depends on the keys only, so it broadcasts over heads and
+    queries. True = may attend, the rule of ``F.scaled_dot_product_attention``
+    (``nn.MultiheadAttention``'s ``key_padding_mask`` means the opposite: True
+    = padding).
 
     Shape:
-        tokens: (B, S) integer token ids. Returns a bool mask of shape (B, 1, 1, S).
+        tokens: (B, S) integer token ids.
+        Returns a bool mask of shape (B, 1, 1, S).
     """
     if (
         not isinstance(tokens, Tensor)
@@ -29,7 +32,8 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
         )
     if tokens.dim() != 2:
         raise ValueError(
-            f"tokens must have shape (batch, length), got {tuple(tokens.shape)}"
+            "tokens must have shape (batch, length), "
+            f"got {tuple(tokens.shape)}"
         )
     return (tokens != pad_id)[:, None, None, :]  # (B, 1, 1, S)
 
@@ -37,13 +41,15 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
 def causal_mask(
     size: int, device: torch.device | str | None = None
 ) -> Tensor:
-    """True on and below the diagonal: query t may attend to keys 0..t, itself included.
+    """True on and below the diagonal: query t may attend to keys 0..t, itself
+    included.
 
-    Combine with a padding mask by ``&``: ``causal_mask(T) & padding_mask(tgt, pad_id)``
-    has shape (B, 1, T, T).
+    Combine with a padding mask by ``&``: ``causal_mask(T) & padding_mask(tgt,
+    pad_id)`` has shape (B, 1, T, T).
 
     Shape:
-        Returns a bool mask of shape (size, size): rows are queries, columns keys.
+        Returns a bool mask of shape (size, size): rows are queries, columns
+        keys.
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(

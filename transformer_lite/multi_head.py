@@ -9,23 +9,27 @@ from transformer_lite.attention import (
     scaled_dot_product_attention,
 )
 
-# Shapes: B batch, Lq / Lk query / key length, D d_model, H heads, Dk = d_k = D // H.
+# Shapes: B batch, Lq / Lk query / key length, D d_model, H heads, Dk = d_k =
+# D // H.
 
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al., 2017, §3.2.2), batch first.
 
-    ``forward(query, key, value)`` projects the inputs with ``w_q``, ``w_k``, ``w_v``,
-    runs scaled dot-product attention in ``n_heads`` heads of width ``d_k = d_model //
-    n_heads``, concatenates the heads and projects with ``w_o``.
+    ``forward(query, key, value)`` projects the inputs with ``w_q``, ``w_k``,
+    ``w_v``, runs scaled dot-product attention in ``n_heads`` heads of width
+    ``d_k = d_model // n_heads``, concatenates the heads and projects with
+    ``w_o``.
 
-    Masks follow ``F.scaled_dot_product_attention``: bool, True = may attend, broadcast to
-    (B, H, Lq, Lk); e.g. ``padding_mask`` (B, 1, 1, Lk) or ``causal_mask`` (Lq, Lk).
-    ``nn.MultiheadAttention`` means the opposite (True = blocked): see ``from_torch``.
+    Masks follow ``F.scaled_dot_product_attention``: bool, True = may attend,
+    broadcast to (B, H, Lq, Lk); e.g. ``padding_mask`` (B, 1, 1, Lk) or
+    ``causal_mask`` (Lq, Lk). ``nn.MultiheadAttention`` means the opposite
+    (True = blocked): see ``from_torch``.
 
     Shape:
-        query (B, Lq, D), key (B, Lk, D), value (B, Lk, D). Returns output (B, Lq, D), or
-        (output, weights) with weights (B, H, Lq, Lk) when ``need_weights=True``.
+        query (B, Lq, D), key (B, Lk, D), value (B, Lk, D). Returns output (B,
+        Lq, D), or (output, weights) with weights (B, H, Lq, Lk) when
+        ``need_weights=True``.
     """
 
     def __init__(
@@ -66,14 +70,14 @@ class MultiHeadAttention(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform weights and zero biases, so q, k, v keep the input's variance."""
+        """Xavier-uniform weights, zero biases: q, k, v keep the variance."""
         for linear in (self.w_q, self.w_k, self.w_v, self.w_o):
             nn.init.xavier_uniform_(linear.weight)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
 
     def split_heads(self, x: Tensor) -> Tensor:
-        """(B, L, D) -> (B, H, L, Dk): read the last dimension as H blocks of Dk."""
+        """(B, L, D) -> (B, H, L, Dk): last dimension as H blocks of Dk."""
         batch, length, _ = x.shape
         heads = x.view(batch, length, self.n_heads, self.d_k)  # (B, L, H, Dk)
         return heads.transpose(1, 2)  # (B, H, L, Dk)
@@ -95,11 +99,13 @@ class MultiHeadAttention(nn.Module):
         ]:
             if tensor.dim() != 3:
                 raise ValueError(
-                    f"{name} must have shape (batch, length, d_model), got {tuple(tensor.shape)}"
+                    f"{name} must have shape (batch, length, d_model), "
+                    f"got {tuple(tensor.shape)}"
                 )
             if tensor.size(-1) != self.d_model:
                 raise ValueError(
-                    f"{name} has {tensor.size(-1)} features but d_model={self.d_model}"
+                    f"{name} has {tensor.size(-1)} features "
+                    f"but d_model={self.d_model}"
                 )
         if not query.size(0) == key.size(0) == value.size(0):
             raise ValueError(
@@ -108,7 +114,8 @@ class MultiHeadAttention(nn.Module):
             )
         if key.size(1) != value.size(1):
             raise ValueError(
-                f"key and value must have the same length, got {key.size(1)} and {value.size(1)}"
+                "key and value must have the same length, "
+                f"got {key.size(1)} and {value.size(1)}"
             )
 
     def forward(
@@ -133,8 +140,9 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Attention over projected heads, then merge and ``w_o``: the second half of
-        ``forward``, for callers that keep projected keys and values (chapter 6's cache).
+        """Attention over projected heads, then merge and ``w_o``: the second
+        half of ``forward``, for callers that keep projected keys and values
+        (chapter 6's cache).
 
         Shape:
             q (B, H, Lq, Dk), k and v (B, H, Lk, Dk). Returns as ``forward``.
@@ -157,11 +165,12 @@ class MultiHeadAttention(nn.Module):
     def from_torch(
         cls, module: nn.MultiheadAttention
     ) -> "MultiHeadAttention":
-        """A MultiHeadAttention with the weights of ``module``, giving the same outputs.
+        """A MultiHeadAttention with the weights of ``module``, giving the
+        same outputs.
 
         Only the weights are copied; inputs stay batch first here whatever
-        ``module.batch_first`` says, and masks keep this book's rule (True = may attend),
-        the inverse of ``nn.MultiheadAttention``'s bool masks.
+        ``module.batch_first`` says, and masks keep this book's rule (True =
+        may attend), the inverse of ``nn.MultiheadAttention``'s bool masks.
         """
         if not isinstance(module, nn.MultiheadAttention):
             raise TypeError(
