@@ -339,7 +339,7 @@ for i, d_k in enumerate([16, 64, 256, 1024]):
 # keeps its (finite) scores through the softmax, and its weights are set to zero afterwards: chapter 1's rule, with
 # no NaN anywhere, not even inside the backward pass.
 
-# %% tags=["export"]
+# %% tags=["export", "hide-input"]
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -377,11 +377,15 @@ def check_mask(
     if shape != torch.Size(scores_shape):
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} does not broadcast to the "
-            "attention "
-            f"scores' shape (..., Lq, Lk) = {tuple(scores_shape)}"
+            f"attention scores' shape (..., Lq, Lk) = {tuple(scores_shape)}"
         )
 
 
+# %% [markdown]
+# The folded cell above holds `check_mask`, the argument check that turns a
+# wrong mask into an error that says what is wrong. The function itself:
+
+# %% tags=["export"]
 def scaled_dot_product_attention(
     query: Tensor,
     key: Tensor,

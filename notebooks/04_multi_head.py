@@ -156,7 +156,7 @@ assert torch.equal(merged, x)
 # training mode. `forward` is two halves: project and split the heads, then `attend` (attention, merge, `w_o`).
 # Chapter 6 calls `attend` directly, with keys and values it projected once and kept.
 
-# %% tags=["export"]
+# %% tags=["export", "hide-input"]
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -166,28 +166,61 @@ from transformer_lite.attention import (
     scaled_dot_product_attention,
 )
 
-# Shapes: B batch, Lq / Lk query / key length, D d_model, H heads, Dk = d_k =
-# D // H.
+# Shapes: B batch, Lq / Lk query / key length, D d_model, H heads,
+# Dk = d_k = D // H.
 
 
-class MultiHeadAttention(nn.Module):
-    """Multi-head attention (Vaswani et al., 2017, §3.2.2), batch first.
+def _check_sizes(d_model: int, n_heads: int, dropout: float) -> None:
+    """MultiHeadAttention's arguments, or an error that names the problem."""
+    for name, number in [("d_model", d_model), ("n_heads", n_heads)]:
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int)
+            or number < 1
+        ):
+            raise ValueError(f"{name} must be a positive int, got {number!r}")
+    if d_model % n_heads != 0:
+        raise ValueError(
+            f"d_model={d_model} is not divisible by n_heads={n_heads}"
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(
+            f"dropout must be a probability in [0, 1), got {dropout}"
+        )
 
-    ``forward(query, key, value)`` projects the inputs with ``w_q``, ``w_k``,
-    ``w_v``, runs scaled dot-product attention in ``n_heads`` heads of width
-    ``d_k = d_model // n_heads``, concatenates the heads and projects with
-    ``w_o``.
 
-    Masks follow ``F.scaled_dot_product_attention``: bool, True = may attend,
-    broadcast to (B, H, Lq, Lk); e.g. ``padding_mask`` (B, 1, 1, Lk) or
-    ``causal_mask`` (Lq, Lk). ``nn.MultiheadAttention`` means the opposite
-    (True = blocked): see ``from_torch``.
+def _check_inputs(d_model: int, query: Tensor, key: Tensor, value: Tensor):
+    """query, key and value fit a MultiHeadAttention of width d_model."""
+    for name, tensor in [("query", query), ("key", key), ("value", value)]:
+        if tensor.dim() != 3:
+            raise ValueError(
+                f"{name} must have shape (batch, length, d_model), "
+                f"got {tuple(tensor.shape)}"
+            )
+        if tensor.size(-1) != d_model:
+            raise ValueError(
+                f"{name} has {tensor.size(-1)} features but d_model={d_model}"
+            )
+    if not query.size(0) == key.size(0) == value.size(0):
+        raise ValueError(
+            "query, key and value must have the same batch size, got "
+            f"{query.size(0)}, {key.size(0)} and {value.size(0)}"
+        )
+    if key.size(1) != value.size(1):
+        raise ValueError(
+            "key and value must have the same length, "
+            f"got {key.size(1)} and {value.size(1)}"
+        )
 
-    Shape:
-        query (B, Lq, D), key (B, Lk, D), value (B, Lk, D). Returns output (B,
-        Lq, D), or (output, weights) with weights (B, H, Lq, Lk) when
-        ``need_weights=True``.
-    """
+
+# %% [markdown]
+# The folded cell above holds the argument checks. The module comes in two
+# cells. First its parameters: the four projections, initialised, and the
+# reading of a projection's output as heads.
+
+# %% tags=["export"]
+class _HeadProjections(nn.Module):
+    """The parameters of MultiHeadAttention and its split into heads."""
 
     def __init__(
         self,
@@ -197,29 +230,9 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        for name, number in [("d_model", d_model), ("n_heads", n_heads)]:
-            if (
-                isinstance(number, bool)
-                or not isinstance(number, int)
-                or number < 1
-            ):
-                raise ValueError(
-                    f"{name} must be a positive int, got {number!r}"
-                )
-        if d_model % n_heads != 0:
-            raise ValueError(
-                f"d_model={d_model} is not divisible by n_heads={n_heads}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(
-                f"dropout must be a probability in [0, 1), got {dropout}"
-            )
-        self.d_model, self.n_heads, self.d_k = (
-            d_model,
-            n_heads,
-            d_model // n_heads,
-        )
-        self.dropout = dropout
+        _check_sizes(d_model, n_heads, dropout)
+        self.d_model, self.n_heads = d_model, n_heads
+        self.d_k, self.dropout = d_model // n_heads, dropout
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
         self.w_k = nn.Linear(d_model, d_model, bias=bias)
         self.w_v = nn.Linear(d_model, d_model, bias=bias)
@@ -242,38 +255,18 @@ class MultiHeadAttention(nn.Module):
     def merge_heads(self, x: Tensor) -> Tensor:
         """(B, H, L, Dk) -> (B, L, D): the inverse of ``split_heads``."""
         batch, _, length, _ = x.shape
-        return x.transpose(1, 2).reshape(
-            batch, length, self.d_model
-        )  # (B, L, D)
+        return x.transpose(1, 2).reshape(batch, length, self.d_model)
 
-    def _check_inputs(
-        self, query: Tensor, key: Tensor, value: Tensor
-    ) -> None:
-        for name, tensor in [
-            ("query", query),
-            ("key", key),
-            ("value", value),
-        ]:
-            if tensor.dim() != 3:
-                raise ValueError(
-                    f"{name} must have shape (batch, length, d_model), "
-                    f"got {tuple(tensor.shape)}"
-                )
-            if tensor.size(-1) != self.d_model:
-                raise ValueError(
-                    f"{name} has {tensor.size(-1)} features "
-                    f"but d_model={self.d_model}"
-                )
-        if not query.size(0) == key.size(0) == value.size(0):
-            raise ValueError(
-                "query, key and value must have the same batch size, got "
-                f"{query.size(0)}, {key.size(0)} and {value.size(0)}"
-            )
-        if key.size(1) != value.size(1):
-            raise ValueError(
-                "key and value must have the same length, "
-                f"got {key.size(1)} and {value.size(1)}"
-            )
+
+# %% [markdown]
+# Then the computation: `forward` projects and splits, `attend` runs the
+# attention on one of the two paths, merges the heads and applies $W^O$.
+
+# %% tags=["export"]
+class MultiHeadAttention(_HeadProjections):
+    """Multi-head attention (Vaswani et al., 2017, §3.2.2), batch first:
+    ``n_heads`` heads of width ``d_k = d_model // n_heads``. Masks: bool,
+    True = may attend (``nn.MultiheadAttention``: the opposite)."""
 
     def forward(
         self,
@@ -283,7 +276,15 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        self._check_inputs(query, key, value)
+        """Project, split into heads, attend, merge, project with ``w_o``.
+
+        Shape:
+            query (B, Lq, D), key and value (B, Lk, D), mask broadcastable
+            to (B, H, Lq, Lk). Returns output (B, Lq, D), or
+            (output, weights) with weights (B, H, Lq, Lk) when
+            ``need_weights=True``.
+        """
+        _check_inputs(self.d_model, query, key, value)
         q = self.split_heads(self.w_q(query))  # (B, H, Lq, Dk)
         k = self.split_heads(self.w_k(key))  # (B, H, Lk, Dk)
         v = self.split_heads(self.w_v(value))  # (B, H, Lk, Dk)
@@ -297,13 +298,8 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         need_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Attention over projected heads, then merge and ``w_o``: the second
-        half of ``forward``, for callers that keep projected keys and values
-        (chapter 6's cache).
-
-        Shape:
-            q (B, H, Lq, Dk), k and v (B, H, Lk, Dk). Returns as ``forward``.
-        """
+        """The second half of ``forward``, for projected q (B, H, Lq, Dk),
+        k and v (B, H, Lk, Dk) that a caller keeps (chapter 6's cache)."""
         dropout = self.dropout if self.training else 0.0
         if need_weights:  # teaching path: written out, weights returned
             out, weights = scaled_dot_product_attention(
@@ -322,51 +318,45 @@ class MultiHeadAttention(nn.Module):
     def from_torch(
         cls, module: nn.MultiheadAttention
     ) -> "MultiHeadAttention":
-        """A MultiHeadAttention with the weights of ``module``, giving the
-        same outputs.
+        """A MultiHeadAttention with the weights of ``module``: the same
+        outputs, with this book's masks (True = may attend) and batch first
+        whatever ``module.batch_first`` says."""
+        return _from_torch(cls, module)
 
-        Only the weights are copied; inputs stay batch first here whatever
-        ``module.batch_first`` says, and masks keep this book's rule (True =
-        may attend), the inverse of ``nn.MultiheadAttention``'s bool masks.
-        """
-        if not isinstance(module, nn.MultiheadAttention):
-            raise TypeError(
-                f"expected nn.MultiheadAttention, got {type(module).__name__}"
-            )
-        if module.bias_k is not None or module.add_zero_attn:
-            raise ValueError(
-                "add_bias_kv and add_zero_attn have no counterpart here"
-            )
-        if not module._qkv_same_embed_dim:
-            raise ValueError(
-                f"kdim={module.kdim} and vdim={module.vdim} must equal "
-                f"embed_dim={module.embed_dim}"
-            )
-        bias = module.in_proj_bias is not None
-        new = cls(
-            module.embed_dim,
-            module.num_heads,
-            dropout=module.dropout,
-            bias=bias,
+
+# %% tags=["export", "hide-input"]
+def _from_torch(cls: type, module: nn.MultiheadAttention) -> nn.Module:
+    """``MultiHeadAttention.from_torch``: check, then copy the weights."""
+    if not isinstance(module, nn.MultiheadAttention):
+        raise TypeError(
+            f"expected nn.MultiheadAttention, got {type(module).__name__}"
         )
-        new = new.to(
-            device=module.in_proj_weight.device,
-            dtype=module.in_proj_weight.dtype,
+    if module.bias_k is not None or module.add_zero_attn:
+        raise ValueError(
+            "add_bias_kv and add_zero_attn have no counterpart here"
         )
-        with torch.no_grad():
-            projections = (new.w_q, new.w_k, new.w_v)
-            for linear, weight in zip(
-                projections, module.in_proj_weight.chunk(3), strict=True
-            ):
-                linear.weight.copy_(weight)
-            new.w_o.weight.copy_(module.out_proj.weight)
-            if bias:
-                for linear, b in zip(
-                    projections, module.in_proj_bias.chunk(3), strict=True
-                ):
-                    linear.bias.copy_(b)
-                new.w_o.bias.copy_(module.out_proj.bias)
-        return new.train(module.training)
+    if not module._qkv_same_embed_dim:
+        raise ValueError(
+            f"kdim={module.kdim} and vdim={module.vdim} must equal "
+            f"embed_dim={module.embed_dim}"
+        )
+    bias = module.in_proj_bias is not None
+    new = cls(
+        module.embed_dim, module.num_heads, dropout=module.dropout, bias=bias
+    )
+    weight = module.in_proj_weight
+    new = new.to(device=weight.device, dtype=weight.dtype)
+    projections = (new.w_q, new.w_k, new.w_v)
+    with torch.no_grad():
+        for linear, w in zip(projections, weight.chunk(3), strict=True):
+            linear.weight.copy_(w)
+        new.w_o.weight.copy_(module.out_proj.weight)
+        if bias:
+            biases = module.in_proj_bias.chunk(3)
+            for linear, b in zip(projections, biases, strict=True):
+                linear.bias.copy_(b)
+            new.w_o.bias.copy_(module.out_proj.bias)
+    return new.train(module.training)
 
 
 # %% [markdown]

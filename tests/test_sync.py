@@ -90,6 +90,42 @@ def test_exported_cell_edited_in_notebook_fails(copy):
     assert f"notebooks/{CHAPTER}.py hold different cells" in result.stderr
 
 
+def test_long_unfolded_cell_fails_and_folding_passes(copy):
+    notebook = copy / "notebooks" / f"{CHAPTER}.ipynb"
+    nb = json.loads(notebook.read_text())
+    long_code = [f"x{i} = {i}\n" for i in range(60)] + [
+        "x60 = 60"
+    ]  # 61 lines
+    cell = {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "long-cell",
+        "metadata": {},
+        "outputs": [],
+        "source": long_code,
+    }
+    nb["cells"].append(cell)
+    notebook.write_text(json.dumps(nb, indent=1))
+    # the pair carries the same cell, so only the length is wrong
+    jupytext = Path(sys.executable).parent / "jupytext"
+    subprocess.run(
+        [str(jupytext), "--quiet", "--to", "py:percent", str(notebook)],
+        check=True,
+    )
+    result = run_check(copy)
+    assert result.returncode == 1
+    assert "has 61 lines, more than 60 shown unfolded" in result.stderr
+    assert f"{CHAPTER}.py hold different cells" not in result.stderr
+
+    cell["metadata"]["tags"] = ["hide-input"]  # folded in the book: allowed
+    notebook.write_text(json.dumps(nb, indent=1))
+    subprocess.run(
+        [str(jupytext), "--quiet", "--to", "py:percent", str(notebook)],
+        check=True,
+    )
+    assert "has 61 lines" not in run_check(copy).stderr
+
+
 def test_missing_pair_fails(copy):
     (copy / "notebooks" / f"{CHAPTER}.py").unlink()
     result = run_check(copy)

@@ -37,8 +37,7 @@ def check_mask(
     if shape != torch.Size(scores_shape):
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} does not broadcast to the "
-            "attention "
-            f"scores' shape (..., Lq, Lk) = {tuple(scores_shape)}"
+            f"attention scores' shape (..., Lq, Lk) = {tuple(scores_shape)}"
         )
 
 
