@@ -297,12 +297,12 @@ display(
     table(
         [
             "model",
-            "tokens/s: ours",
-            "tokens/s: nn.Transformer",
-            "ours / nn.Transformer",
-            "GFLOP/s: ours",
-            "share of ceiling: ours",
-            "share: nn.Transformer",
+            "tokens/s, ours",
+            "tokens/s, nn.Transformer",
+            "ratio",
+            "GFLOP/s, ours",
+            "of the ceiling, ours",
+            "of the ceiling, theirs",
         ],
         [
             [

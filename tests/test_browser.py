@@ -3,7 +3,8 @@
 Builds the book into a temporary folder, serves it on 127.0.0.1 and drives Debian's
 headless Chromium (through Playwright) over every page: it loads, logs no console error,
 its math is typeset by MathJax (no raw TeX left), every image has loaded, and every
-internal link (fragment included) resolves. A screenshot of each page is saved to
+internal link (fragment included) resolves, and nothing overflows its box at 1280 px: no
+code line, printed output, table or display equation is wider than the text column. A screenshot of each page is saved to
 ``_build/screenshots/`` so a failure can be looked at.
 """
 
@@ -116,6 +117,65 @@ TEXT_OUTSIDE_CODE = """() => {
 }"""
 
 
+# What is wider than its box: code and outputs (<pre>) whose content needs a scroll bar,
+# display equations wider than their line, tables wider than what holds them. Folded
+# (closed <details>) cells are skipped: a hidden box has no width to compare.
+OVERFLOW = """() => {
+    const found = [];
+    const longest = (el) => (el.innerText || el.textContent || '').split('\\n')
+        .reduce((a, b) => (b.trim().length > a.length ? b.trim() : a), '')
+        .slice(0, 80);
+    const hidden = (el) => el.closest('details:not([open])') !== null
+        || el.getClientRects().length === 0;
+    const boxes = 'article div.highlight pre, article div.cell_output pre';
+    for (const el of document.querySelectorAll(boxes)) {
+        if (hidden(el) || el.scrollWidth <= el.clientWidth + 1) continue;
+        const kind = el.closest('.cell_output') ? 'output' : 'code';
+        found.push(`${kind} ${el.scrollWidth}px wide in a ${el.clientWidth}px ` +
+                   `box: ${longest(el)}`);
+    }
+    const equations = 'article mjx-container[display="true"]';
+    for (const el of document.querySelectorAll(equations)) {
+        const math = el.querySelector('mjx-math');
+        const width = math ? Math.round(math.getBoundingClientRect().width) : 0;
+        if (hidden(el) || width <= el.clientWidth + 1) continue;
+        found.push(`equation ${width}px wide in a ${el.clientWidth}px line: ` +
+                   (el.getAttribute('aria-label') || longest(el)).slice(0, 80));
+    }
+    for (const el of document.querySelectorAll('article table')) {
+        const width = Math.round(el.getBoundingClientRect().width);
+        const room = el.parentElement.clientWidth;
+        if (hidden(el) || width <= room + 1) continue;
+        found.push(`table ${width}px wide in a ${room}px box: ${longest(el)}`);
+    }
+    return found;
+}"""
+
+
+def test_overflow_check_finds_what_is_too_wide(browser):
+    """The check above can fail: a too-long code line and a too-wide table are caught,
+    and the same content that fits, or wraps, is not."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    long_line = "x = " + "1 + " * 60 + "1"
+    page.set_content(
+        "<article style='width: 400px'>"
+        f"<div class='highlight'><pre>{long_line}</pre></div>"
+        "<div class='highlight'><pre>x = 1</pre></div>"
+        f"<div class='cell_output'><pre style='white-space: pre-wrap'>{long_line}"
+        "</pre></div>"
+        "<div><table><tr>"
+        + "<td>a_long_unbreakable_cell</td>"
+        * 8
+        + "</tr></table></div>"
+        "</article>"
+    )
+    found = page.evaluate(OVERFLOW)
+    page.close()
+    assert len(found) == 2, found
+    assert found[0].startswith("code ") and "1 + 1 + 1" in found[0]
+    assert found[1].startswith("table ")
+
+
 @pytest.mark.parametrize("page_path", PAGES)
 def test_page_in_chromium(site, browser, page_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -154,6 +214,7 @@ def test_page_in_chromium(site, browser, page_path):
                 problems.append(
                     f"only {typeset} of {has_math} formulas typeset by MathJax"
                 )
+        problems += [f"overflow: {o}" for o in page.evaluate(OVERFLOW)]
         text = page.evaluate(TEXT_OUTSIDE_CODE)
         for raw in ["$$", "\\(", "\\[", "\\frac", "\\sqrt"]:
             if raw in text:
