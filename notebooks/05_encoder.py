@@ -26,7 +26,8 @@
 # - What is LayerNorm, and how is it different from BatchNorm?
 # - Where exactly does the LayerNorm go? (The paper puts it after the residual sum; many later models put it
 #   before. We build both, and say which is which.)
-# - What is a deep copy, and why did the reference code build $N$ layers with `copy.deepcopy`?
+# - What is a deep copy, and why does the Annotated Transformer (Harvard NLP's line-by-line code for the paper,
+#   the code many learners read beside it) build $N$ layers with `copy.deepcopy`?
 #
 # At the end the encoder layer and the stack are proven equal to PyTorch's `nn.TransformerEncoderLayer` and
 # `nn.TransformerEncoder`.
@@ -34,6 +35,7 @@
 # %%
 import copy
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 import torch
@@ -54,14 +56,16 @@ plt.rcParams["figure.figsize"] = (5, 3.5)
 # ## Token embeddings, and the factor √d_model
 #
 # An embedding is a lookup table: row $i$ is the learned vector of token id $i$. The paper multiplies it by
-# $\sqrt{d_{model}}$ (§3.4). The reason is a matter of scale. We initialise the table with entries of standard
+# $\sqrt{d_{model}}$ (§3.4), and that is all it says: one sentence, no reason given. The usual explanation, which
+# is ours too and not the paper's, is a matter of scale. We initialise the table with entries of standard
 # deviation $d_{model}^{-1/2}$, so each token vector has length about 1; that is the scale that suits the *output*
 # side, where the same kind of matrix turns vectors back into scores over the vocabulary (chapter 6 can tie the
 # two). Multiplying by $\sqrt{d_{model}}$ gives entries of variance 1, the same order as the positional encodings
-# added next, whose entries lie in $[-1, 1]$. Without the factor, the position signal would drown the token.
+# added next, whose entries lie in $[-1, 1]$. Without the factor, the position signal would drown the token
+# (the cell below measures the variance with and without it).
 #
 # Token ids outside the vocabulary are refused with a message that names them (an `nn.Embedding` on a GPU would
-# fail with an unreadable device-side assert).
+# fail with an unreadable device-side assert); that check is folded under the class.
 
 # %% tags=["export"]
 import math
@@ -75,10 +79,11 @@ from transformer_lite.multi_head import MultiHeadAttention
 
 
 class TokenEmbedding(nn.Module):
-    """A learned vector per token id, multiplied by √d_model (Vaswani et al., 2017, §3.4).
+    """A learned vector per token id, multiplied by √d_model (Vaswani et
+    al., 2017, §3.4).
 
-    The table is initialised with std d_model^-0.5, so after the factor the entries have
-    variance 1, like the positional encodings they are added to.
+    The table is initialised with std d_model^-0.5, so after the factor the
+    entries have variance 1, like the positional encodings they are added to.
 
     Shape:
         tokens (B, L) integer ids in [0, vocab_size). Returns (B, L, D).
@@ -95,23 +100,25 @@ class TokenEmbedding(nn.Module):
         nn.init.normal_(self.table.weight, std=d_model**-0.5)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        if tokens.is_floating_point() or tokens.dtype == torch.bool:
-            raise TypeError(
-                f"tokens must be integer token ids, got dtype {tokens.dtype}"
-            )
-        if tokens.numel() and (
-            tokens.min() < 0 or tokens.max() >= self.vocab_size
-        ):
-            bad = (
-                tokens[(tokens < 0) | (tokens >= self.vocab_size)]
-                .unique()[:5]
-                .tolist()
-            )
-            raise ValueError(
-                f"token ids must be in [0, {self.vocab_size}) for vocab_size={self.vocab_size}, "
-                f"got {bad}"
-            )
+        _check_token_ids(tokens, self.vocab_size)
         return self.table(tokens) * math.sqrt(self.d_model)  # (B, L, D)
+
+
+# %% tags=["export", "hide-input"]
+def _check_token_ids(tokens: Tensor, vocab_size: int) -> None:
+    """Refuse float or bool tensors, and ids outside [0, vocab_size),
+    naming up to five of the bad ids."""
+    if tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise TypeError(
+            f"tokens must be integer token ids, got dtype {tokens.dtype}"
+        )
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        outside = (tokens < 0) | (tokens >= vocab_size)
+        bad = tokens[outside].unique()[:5].tolist()
+        raise ValueError(
+            f"token ids must be in [0, {vocab_size}) for "
+            f"vocab_size={vocab_size}, got {bad}"
+        )
 
 
 # %%
@@ -122,7 +129,8 @@ with torch.no_grad():
     raw = embed.table(tokens)
     scaled = embed(tokens)
 print(
-    f"table entries: variance {raw.var().item():.5f} (= 1/d_model = {1 / 512:.5f})"
+    f"table entries: variance {raw.var().item():.5f}",
+    f"(= 1/d_model = {1 / 512:.5f})",
 )
 print(f"× √d_model:    variance {scaled.var().item():.2f}")
 
@@ -142,10 +150,11 @@ print(f"× √d_model:    variance {scaled.var().item():.2f}")
 
 # %% tags=["export"]
 class PositionalEncoding(nn.Module):
-    """Adds the sinusoidal position table of Vaswani et al. (2017, §3.5), then dropout.
+    """Adds the sinusoidal position table of Vaswani et al. (2017, §3.5),
+    then dropout.
 
-    ``offset`` shifts the positions, for decoding one step at a time: a token at position
-    t gets row t of the table.
+    ``offset`` shifts the positions, for decoding one step at a time: a token
+    at position t gets row t of the table.
 
     Shape:
         x (B, L, D) with offset + L <= max_len. Returns (B, L, D).
@@ -159,35 +168,27 @@ class PositionalEncoding(nn.Module):
             raise ValueError(
                 f"d_model={d_model} must be even for sine/cosine pairs"
             )
-        position = torch.arange(max_len, dtype=torch.float64)[
-            :, None
-        ]  # (max_len, 1)
-        frequency = 10000.0 ** (
-            -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model
-        )
-        table = torch.zeros(max_len, d_model, dtype=torch.float64)
-        table[:, 0::2] = torch.sin(
-            position * frequency
-        )  # even features: sine
-        table[:, 1::2] = torch.cos(
-            position * frequency
-        )  # odd features: cosine
-        self.register_buffer(
-            "table", table.float(), persistent=False
-        )  # (max_len, D)
+        f64 = torch.float64
+        position = torch.arange(max_len, dtype=f64)[:, None]  # (max_len, 1)
+        i2 = torch.arange(0, d_model, 2, dtype=f64)  # 2i = 0, 2, 4, ...
+        angle = position * 10000.0 ** (-i2 / d_model)  # (max_len, D/2)
+        table = torch.zeros(max_len, d_model, dtype=f64)
+        table[:, 0::2] = torch.sin(angle)  # even features: sine
+        table[:, 1::2] = torch.cos(angle)  # odd features: cosine
+        # a buffer: moves with .to(device), is not trained or saved
+        self.register_buffer("table", table.float(), persistent=False)
         self.max_len = max_len
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        length = x.size(1)
-        if offset + length > self.max_len:
+        end = offset + x.size(1)
+        if end > self.max_len:
             raise ValueError(
-                f"positions up to {offset + length} do not fit the positional table "
-                f"(max_len={self.max_len}); build PositionalEncoding with a larger max_len"
+                f"positions up to {end} do not fit the positional table "
+                f"(max_len={self.max_len}); build PositionalEncoding "
+                "with a larger max_len"
             )
-        return self.dropout(
-            x + self.table[offset : offset + length]
-        )  # (B, L, D)
+        return self.dropout(x + self.table[offset:end])  # (B, L, D)
 
 
 # %%
@@ -204,37 +205,104 @@ plt.show()
 
 # %% [markdown]
 # Low features oscillate quickly, high features slowly: together they give every position a distinct pattern, like
-# the digits of a number. The property the paper points to is that **the relation between two positions depends only
-# on their offset**: for each pair of features, $\sin$ and $\cos$ at $p + k$ are a rotation of those at $p$ by an
-# angle that depends on $k$ alone. So the dot product $PE_p \cdot PE_{p+k} = \sum_i \cos(\omega_i k)$ is the same
-# for every $p$. We check it for four starting positions:
+# the digits of a number. The paper chose sinusoids because it "hypothesized it would allow the model to easily learn
+# to attend by relative positions" (§3.5): for any fixed offset $k$, $PE_{p+k}$ is a *linear function* of $PE_p$.
+# Write $\omega_i = 10000^{-2i/d_{model}}$ for the speed of pair $i$. By the angle-addition formulas,
+#
+# $$\begin{pmatrix} \sin \omega_i(p+k) \\ \cos \omega_i(p+k) \end{pmatrix}
+# = \begin{pmatrix} \cos \omega_i k & \sin \omega_i k \\ -\sin \omega_i k & \cos \omega_i k \end{pmatrix}
+# \begin{pmatrix} \sin \omega_i p \\ \cos \omega_i p \end{pmatrix},$$
+#
+# a rotation of each pair by the angle $\omega_i k$. Put the $d_{model}/2$ little rotations on the diagonal of one
+# matrix $R_k$ and $PE_{p+k} = R_k \, PE_p$ for every $p$: the matrix depends on $k$ alone. We build $R_k$ and check
+# it on every position of the table:
+
+# %%
+d = table.size(1)
+speeds = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+
+
+def rotation(k: int) -> torch.Tensor:
+    """R_k: a 2×2 rotation by ω_i·k for each (sin, cos) pair."""
+    cos, sin = torch.cos(k * speeds), torch.sin(k * speeds)
+    r = torch.zeros(d, d, dtype=torch.float64)
+    r[0::2, 0::2], r[0::2, 1::2] = torch.diag(cos), torch.diag(sin)
+    r[1::2, 0::2], r[1::2, 1::2] = torch.diag(-sin), torch.diag(cos)
+    return r.float()  # (D, D), block-diagonal
+
+
+n = table.size(0)
+for k in [1, 3, 50]:
+    moved = table[: n - k] @ rotation(k).T  # row p: R_k PE_p
+    error = (moved - table[k:]).abs().max().item()
+    assert error < 1e-5, error
+    print(f"k = {k:2}: |R_k PE_p - PE_(p+k)| < 1e-5 for all {n - k} p")
+
+# %% [markdown]
+# That is what "look $k$ positions back" needs. A head's query is a linear map of its input, $q = W_Q x$. Take
+# $W_Q = R_k^\top$ (the rotation by $-k$) and keys $k_j = PE_j$: the query at position $p$ is
+# $R_k^\top PE_p = PE_{p-k}$, and its score against position $j$ is
+# $PE_{p-k} \cdot PE_j = \sum_i \cos(\omega_i (p-k-j))$, largest when $j = p-k$. One fixed matrix, the same for
+# every position. We check that its attention lands exactly on $p - k$ for every $p$. The control is the plain dot
+# product, $W_Q = I$ (no rotation): every position then attends to itself, never $k$ back.
+
+# %%
+k = 3
+keys = table  # (n, D): key j is PE_j
+positions = torch.arange(k, n)  # every p with a position k back
+for name, w_q in [("W_Q = R_k^T", rotation(k).T), ("W_Q = I", torch.eye(d))]:
+    queries = table @ w_q.T  # row p: W_Q PE_p
+    weights = torch.softmax(queries @ keys.T, dim=-1)[positions]  # (p, j)
+    lands = weights.argmax(dim=-1)
+    hits = (lands == positions - k).sum().item()
+    least = weights.max(dim=-1).values.min().item()
+    print(
+        f"{name:11}: argmax at p-{k} for {hits}/{len(positions)} positions,"
+        f" top weight >= {least:.2f}"
+    )
+    if name == "W_Q = I":
+        assert torch.equal(lands, positions)  # control: itself, not p-k
+    else:
+        assert torch.equal(lands, positions - k)  # exactly k back, every p
+
+# %% [markdown]
+# The rotated query puts its largest weight (at least 0.77 of it, with no training and no temperature) on position
+# $p - 3$ at all 197 positions; the unrotated one puts it on $p$ itself at every position. With $R_k$ instead of
+# $R_k^\top$ the same query would look $k$ positions *ahead*: the direction lives in the sign of the rotation.
+#
+# A common picture of the same property is the dot product $PE_p \cdot PE_{p+k} = \sum_i \cos(\omega_i k)$, the
+# same for every $p$. Its curves lie on top of each other for four starting positions, but they cannot show
+# "back": the cosine is even, so the curve is the same at $+k$ and $-k$ (the `assert` below checks it), and it
+# cannot tell "3 ahead" from "3 back". It shows that similarity depends on distance only; the rotation above
+# shows the direction too.
 
 # %%
 offsets = torch.arange(0, 60)
 fig, ax = plt.subplots()
 curves = []
-for p in [0, 20, 50, 100]:
-    curve = table[p + offsets] @ table[p]  # PE(p) · PE(p + k) for every k
+for p in [60, 80, 100, 120]:
+    curve = table[p + offsets] @ table[p]  # PE(p) · PE(p + k)
+    behind = table[p - offsets] @ table[p]  # PE(p) · PE(p - k)
+    torch.testing.assert_close(curve, behind, atol=1e-4, rtol=0)
     curves.append(curve)
     ax.plot(offsets, curve, label=f"p = {p}")
-ax.set_xlabel("offset k")
+ax.set_xlabel("offset k (the same curve for -k)")
 ax.set_ylabel("PE(p) · PE(p + k)")
-ax.set_title("The dot product depends only on the offset")
+ax.set_title("The dot product depends only on |k|")
 ax.legend()
 plt.show()
 for curve in curves[1:]:
     torch.testing.assert_close(curve, curves[0], atol=1e-4, rtol=0)
 
 # %% [markdown]
-# The four curves lie on top of each other (the `assert` holds them to $10^{-4}$). Attention scores are dot products,
-# so a head can learn "look $k$ positions back" once, for every position. Sequences longer than the table are refused
-# rather than silently truncated:
+# The `assert`s hold the four curves to each other and each curve at $+k$ to itself at $-k$, within $10^{-4}$.
+# Sequences longer than the table are refused rather than silently truncated:
 
 # %%
 try:
     pe(torch.zeros(1, 201, 128, device=device))
 except ValueError as error:
-    print(f"ValueError: {error}")
+    print(textwrap.fill(f"ValueError: {error}", width=78))
 
 # %% [markdown]
 # ## The position-wise feed-forward network
@@ -250,7 +318,7 @@ class FeedForward(nn.Module):
     """Position-wise feed-forward network: w_2(dropout(relu(w_1(x)))) (§3.3).
 
     Shape:
-        x (B, L, D). Returns (B, L, D); the hidden layer is (B, L, F) with F = d_ff.
+        x (B, L, D). Returns (B, L, D); hidden layer (B, L, F), F = d_ff.
     """
 
     def __init__(
@@ -269,12 +337,10 @@ class FeedForward(nn.Module):
 torch.manual_seed(0)
 ff = FeedForward(d_model=16, d_ff=64).to(device)
 x = seeded_randn(2, 5, 16, seed=1, device=device)
-torch.testing.assert_close(
-    ff(x)[:, 3], ff(x[:, 3:4])[:, 0]
-)  # position 3 alone: same output
-print(
-    "position 3 computed alone gives the same output: the network never looks across positions"
-)
+alone = ff(x[:, 3:4])[:, 0]  # position 3 on its own
+torch.testing.assert_close(ff(x)[:, 3], alone)
+print("position 3 computed alone gives the same output:")
+print("the network never looks across positions")
 
 # %% [markdown]
 # (ch5-layernorm)=
@@ -292,41 +358,46 @@ print(
 # which statistics come out as 0 and 1.
 
 # %%
-x = 3 + 2 * seeded_randn(
-    4, 5, 8, seed=2, device=device
-)  # (B, L, D), not normalised
+# eight features on very different scales (0.1 to 100), as raw ones often are
+scale = torch.logspace(-1, 2, 8, device=device)
+x = 3 + scale * seeded_randn(4, 5, 8, seed=2, device=device)  # (B, L, D)
 eps = 1e-5
 
 
 def layer_norm_by_hand(
     x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor
 ) -> torch.Tensor:
-    mean = x.mean(
-        dim=-1, keepdim=True
-    )  # one mean per position, over its D features
+    mean = x.mean(dim=-1, keepdim=True)  # one mean per position, over D
     var = x.var(dim=-1, keepdim=True, unbiased=False)
     return gamma * (x - mean) / torch.sqrt(var + eps) + beta
 
 
 layer_norm = nn.LayerNorm(8, eps=eps).to(device)
-with (
-    torch.no_grad()
-):  # give γ and β values other than 1 and 0, so the check is not trivial
+with torch.no_grad():  # γ and β other than 1 and 0: a check that can fail
     layer_norm.weight.copy_(seeded_randn(8, seed=3, device=device))
     layer_norm.bias.copy_(seeded_randn(8, seed=4, device=device))
-torch.testing.assert_close(
-    layer_norm_by_hand(x, layer_norm.weight, layer_norm.bias), layer_norm(x)
-)
+by_hand = layer_norm_by_hand(x, layer_norm.weight, layer_norm.bias)
+torch.testing.assert_close(by_hand, layer_norm(x))
+print("LayerNorm by hand == nn.LayerNorm")
 
-batch_norm = nn.BatchNorm1d(8, eps=eps, affine=False).to(
-    device
-)  # training mode: batch statistics
-ln = layer_norm_by_hand(
-    x, torch.ones(8, device=device), torch.zeros(8, device=device)
-)
-bn = batch_norm(x.transpose(1, 2)).transpose(
-    1, 2
-)  # BatchNorm1d wants (B, D, L)
+# %% [markdown]
+# Now the same tensor through both, with no learned scale and shift. `nn.BatchNorm1d` wants the features in
+# dimension 1, hence the transposes; in training mode it uses the statistics of the batch it is given.
+
+# %%
+batch_norm = nn.BatchNorm1d(8, eps=eps, affine=False).to(device)
+
+
+def bn_forward(x: torch.Tensor) -> torch.Tensor:
+    return batch_norm(x.transpose(1, 2)).transpose(1, 2)  # via (B, D, L)
+
+
+def ln_forward(x: torch.Tensor) -> torch.Tensor:
+    ones = torch.ones(8, device=device)
+    return layer_norm_by_hand(x, ones, torch.zeros(8, device=device))
+
+
+ln, bn = ln_forward(x), bn_forward(x)
 bn_by_hand = (x - x.mean(dim=(0, 1))) / torch.sqrt(
     x.var(dim=(0, 1), unbiased=False) + eps
 )
@@ -335,20 +406,38 @@ torch.testing.assert_close(bn, bn_by_hand)
 
 def spread(t: torch.Tensor, dims: tuple[int, ...]) -> str:
     mean, std = t.mean(dim=dims), t.std(dim=dims, unbiased=False)
-    lowest, highest = std.min().item(), std.max().item()
-    return f"means within ±{mean.abs().max().item():.3f}, stds {lowest:.2f}…{highest:.2f}"
+    low, high = std.min().item(), std.max().item()
+    worst = mean.abs().max().item()
+    return f"means within ±{worst:.3f}, stds {low:.2f}…{high:.2f}"
 
 
-print("LayerNorm, per position (over D):      ", spread(ln, (2,)))
-print("LayerNorm, per feature (over B and L): ", spread(ln, (0, 1)))
-print("BatchNorm, per position (over D):      ", spread(bn, (2,)))
-print("BatchNorm, per feature (over B and L): ", spread(bn, (0, 1)))
+print("LayerNorm, per position (over D):     ", spread(ln, (2,)))
+print("LayerNorm, per feature (over B and L):", spread(ln, (0, 1)))
+print("BatchNorm, per position (over D):     ", spread(bn, (2,)))
+print("BatchNorm, per feature (over B and L):", spread(bn, (0, 1)))
 
 # %% [markdown]
 # After LayerNorm, every position has mean 0 and standard deviation 1 across its features, but a single feature
-# still varies across the batch. After BatchNorm it is the other way round. For a Transformer, LayerNorm is the
-# natural choice: a position's normalisation does not depend on which other sentences share the batch, or on how
-# much padding they carry, and it works the same at training time and when decoding one token at a time.
+# still varies across the batch. After BatchNorm it is the other way round.
+#
+# The practical difference: BatchNorm's output for one sentence depends on the *other* sentences in the batch,
+# LayerNorm's does not. Keep sentence 0 and replace the three others by new ones:
+
+# %%
+others = 3 + scale * seeded_randn(3, 5, 8, seed=8, device=device)
+x_new = torch.cat([x[:1], others])  # same sentence 0, new neighbours
+bn_moved = (bn_forward(x_new)[0] - bn[0]).abs().max().item()
+ln_moved = (ln_forward(x_new)[0] - ln[0]).abs().max().item()
+print(f"sentence 0 after BatchNorm moved by {bn_moved:.3f}")
+print(f"sentence 0 after LayerNorm moved by {ln_moved:.3f}")
+assert bn_moved > 0.1  # BatchNorm: depends on the rest of the batch
+assert ln_moved < 1e-6  # LayerNorm: each position on its own
+
+# %% [markdown]
+# Sentence 0 is the same tensor both times; only its neighbours changed, and BatchNorm's output for it moved by
+# the printed amount while LayerNorm's did not move at all. For a Transformer, LayerNorm is the natural choice: a
+# position's normalisation does not depend on which other sentences share the batch, or on how much padding they
+# carry, and it works the same at training time and when decoding one token at a time.
 #
 # ## Residual connections and where the LayerNorm goes
 #
@@ -358,24 +447,20 @@ print("BatchNorm, per feature (over B and L): ", spread(bn, (0, 1)))
 # **pre-norm**, here `norm_first=True`. In pre-norm the sum itself is never normalised, so the stack must end with one
 # final LayerNorm; in post-norm the last layer's output is already normalised and there is none.
 #
-# (Some well-known code describes the paper's post-norm in its prose but implements pre-norm. The two train
-# differently: pre-norm is usually more stable for deep stacks and large learning rates, post-norm matches the paper.)
-#
-# The difference shows in the residual stream: the sum that flows from layer to layer. In post-norm it is re-normalised
-# at every layer; in pre-norm it keeps growing, which is why the final LayerNorm is needed.
+# The encoder layer holds the two sublayers, each a named method, and applies the wrapper in either order:
 
 
 # %% tags=["export"]
 class EncoderLayer(nn.Module):
-    """One encoder layer: self-attention, then feed-forward, each with a residual
-    connection, dropout and LayerNorm.
+    """One encoder layer: self-attention, then feed-forward, each with a
+    residual connection, dropout and LayerNorm.
 
     Post-norm (the paper, the default): x = norm(x + sublayer(x)).
     Pre-norm (``norm_first=True``):      x = x + sublayer(norm(x)).
 
     Shape:
-        x (B, S, D); mask bool, True = may attend, broadcastable to (B, H, S, S), e.g.
-        ``padding_mask`` (B, 1, 1, S). Returns (B, S, D).
+        x (B, S, D); mask bool, True = may attend, broadcastable to
+        (B, H, S, S), e.g. ``padding_mask`` (B, 1, 1, S). Returns (B, S, D).
     """
 
     def __init__(
@@ -416,21 +501,29 @@ class EncoderLayer(nn.Module):
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> "EncoderLayer":
-        """An EncoderLayer with the weights of ``layer``, giving the same outputs (batch
-        first, masks True = may attend)."""
+        """An EncoderLayer with the weights of ``layer``, giving the same
+        outputs (batch first, masks True = may attend)."""
         if not isinstance(layer, nn.TransformerEncoderLayer):
             raise TypeError(
-                f"expected nn.TransformerEncoderLayer, got {type(layer).__name__}"
+                "expected nn.TransformerEncoderLayer, "
+                f"got {type(layer).__name__}"
             )
         return _from_torch_layer(cls, layer, {"self_attn": "self_attn"})
 
 
+# %% [markdown]
+# `from_torch` copies the weights of a PyTorch layer, for the proof at the end of the chapter; the copying is
+# plumbing, folded here (chapter 6's decoder layer uses it too).
+
+
+# %% tags=["export", "hide-input"]
 def _from_torch_layer(
     cls: type, layer: nn.Module, attentions: dict[str, str]
 ) -> nn.Module:
-    """Build ``cls`` (EncoderLayer or DecoderLayer) with the sizes and weights of a PyTorch
-    transformer layer: each of our attentions from the named PyTorch one, linear1/2 into
-    ff.w_1/w_2, normN into normN; on the layer's device, in its dtype and mode."""
+    """Build ``cls`` (EncoderLayer or DecoderLayer) with the sizes and
+    weights of a PyTorch transformer layer: each of our attentions from the
+    named PyTorch one, linear1/2 into ff.w_1/w_2, normN into normN; on the
+    layer's device, in its dtype and mode."""
     activation = layer.activation
     if activation is not torch.nn.functional.relu and not isinstance(
         activation, nn.ReLU
@@ -448,27 +541,79 @@ def _from_torch_layer(
         bias=layer.linear1.bias is not None,
     )
     for ours, theirs in attentions.items():
-        setattr(
-            new, ours, MultiHeadAttention.from_torch(getattr(layer, theirs))
-        )
+        attn = MultiHeadAttention.from_torch(getattr(layer, theirs))
+        setattr(new, ours, attn)
     with torch.no_grad():
         new.ff.w_1.load_state_dict(layer.linear1.state_dict())
         new.ff.w_2.load_state_dict(layer.linear2.state_dict())
         for name, norm in new.named_children():
             if name.startswith("norm"):
                 norm.load_state_dict(getattr(layer, name).state_dict())
-    weight = layer.linear1.weight  # keep the PyTorch layer's device and dtype
-    return new.to(device=weight.device, dtype=weight.dtype).train(
-        layer.training
+    weight = layer.linear1.weight  # keep the layer's device and dtype
+    new = new.to(device=weight.device, dtype=weight.dtype)
+    return new.train(layer.training)
+
+
+# %% [markdown]
+# Where does the code this reader studies stand? The Annotated Transformer (Harvard NLP's line-by-line
+# implementation of the paper: Rush, 2018, revised 2022) quotes the paper's post-norm formula in its text, but its
+# `SublayerConnection` puts the norm first, as its docstring admits. Its line, beside ours:
+#
+# ```python
+# # The Annotated Transformer, SublayerConnection.forward: pre-norm
+# return x + self.dropout(sublayer(self.norm(x)))
+# # this book, EncoderLayer.forward, default norm_first=False: post-norm
+# x = self.norm1(x + self._sa_block(x, mask))
+# ```
+#
+# That is why its `Encoder` and `Decoder` end with a final `LayerNorm`: pre-norm needs one. We wire a layer its
+# way, with our layer's own weights and norms (its hand-written LayerNorm differs slightly: it divides by the
+# unbiased standard deviation plus $\epsilon$), and compare it with our two modes:
+
+# %%
+torch.manual_seed(0)
+layer = EncoderLayer(16, 2, 32).eval()
+x = seeded_randn(2, 5, 16, seed=9)
+
+
+def sublayer_connection(x, norm, sublayer):  # theirs, without dropout
+    return x + sublayer(norm(x))
+
+
+def annotated_layer(x: torch.Tensor) -> torch.Tensor:
+    x = sublayer_connection(
+        x, layer.norm1, lambda y: layer.self_attn(y, y, y)
     )
+    return sublayer_connection(x, layer.norm2, layer.ff)
 
 
+with torch.no_grad():
+    theirs = annotated_layer(x)
+    for norm_first in [True, False]:
+        layer.norm_first = norm_first
+        gap = (layer(x) - theirs).abs().max().item()
+        print(f"norm_first={norm_first!s:5}: max difference {gap:.3f}")
+        assert (gap < 1e-5) == norm_first  # equal to pre-norm only
+
+# %% [markdown]
+# The Annotated Transformer's layer is our `norm_first=True` layer, and not the paper's post-norm. The two orders
+# train differently: pre-norm is usually more stable for deep stacks and large learning rates, post-norm is what
+# the paper trained. Code learned from the Annotated Transformer is pre-norm code.
+#
+# The difference shows in the residual stream: the sum that flows from layer to layer. In post-norm it is
+# re-normalised at every layer; in pre-norm it keeps growing, which is why the final LayerNorm is needed. The
+# stack of $N$ layers holds both cases:
+
+
+# %% tags=["export"]
 class Encoder(nn.Module):
     """A stack of ``n_layers`` EncoderLayers, each built fresh; in pre-norm
-    (``norm_first=True``) the stack ends with a LayerNorm, in post-norm it does not.
+    (``norm_first=True``) the stack ends with a LayerNorm, in post-norm it
+    does not.
 
     Shape:
-        x (B, S, D) embedded source; mask as in ``EncoderLayer``. Returns (B, S, D).
+        x (B, S, D) embedded source; mask as in ``EncoderLayer``.
+        Returns (B, S, D).
     """
 
     def __init__(
@@ -483,14 +628,7 @@ class Encoder(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if (
-            isinstance(n_layers, bool)
-            or not isinstance(n_layers, int)
-            or n_layers < 1
-        ):
-            raise ValueError(
-                f"n_layers must be a positive int, got {n_layers!r}"
-            )
+        _check_n_layers(n_layers)
         self.layers = nn.ModuleList(
             EncoderLayer(
                 d_model, n_heads, d_ff, dropout, norm_first, eps, bias
@@ -508,69 +646,91 @@ class Encoder(nn.Module):
 
     @classmethod
     def from_torch(cls, encoder: nn.TransformerEncoder) -> "Encoder":
-        """An Encoder with the weights of ``encoder``: its layers and its final norm."""
-        if not isinstance(encoder, nn.TransformerEncoder):
-            raise TypeError(
-                f"expected nn.TransformerEncoder, got {type(encoder).__name__}"
-            )
-        layers = [EncoderLayer.from_torch(layer) for layer in encoder.layers]
-        first = layers[0]
-        if (encoder.norm is not None) != first.norm_first:
-            raise ValueError(
-                "this Encoder ends with a LayerNorm exactly when norm_first=True; got "
-                f"norm_first={first.norm_first} with norm={encoder.norm}"
-            )
-        attn, ff = first.self_attn, first.ff
-        new = cls(
-            attn.d_model,
-            attn.n_heads,
-            ff.w_1.out_features,
-            n_layers=len(layers),
-            dropout=ff.dropout.p,
-            norm_first=first.norm_first,
-            eps=first.norm1.eps,
-            bias=ff.w_1.bias is not None,
+        """An Encoder with the weights of ``encoder``: its layers and its
+        final norm."""
+        return _encoder_from_torch(cls, encoder)
+
+
+# %% tags=["export", "hide-input"]
+def _check_n_layers(n_layers: object) -> None:
+    if (
+        isinstance(n_layers, bool)
+        or not isinstance(n_layers, int)
+        or n_layers < 1
+    ):
+        raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+
+
+def _encoder_from_torch(cls: type, encoder: nn.Module) -> nn.Module:
+    """``Encoder.from_torch``: the layers one by one, then the final norm."""
+    if not isinstance(encoder, nn.TransformerEncoder):
+        raise TypeError(
+            f"expected nn.TransformerEncoder, got {type(encoder).__name__}"
         )
-        new.layers = nn.ModuleList(layers)
-        if new.norm is not None:
-            new.norm.load_state_dict(encoder.norm.state_dict())
-        weight = ff.w_1.weight
-        return new.to(device=weight.device, dtype=weight.dtype).train(
-            encoder.training
+    layers = [EncoderLayer.from_torch(layer) for layer in encoder.layers]
+    first = layers[0]
+    if (encoder.norm is not None) != first.norm_first:
+        raise ValueError(
+            "this Encoder ends with a LayerNorm exactly when "
+            f"norm_first=True; got norm_first={first.norm_first} "
+            f"with norm={encoder.norm}"
         )
+    attn, ff = first.self_attn, first.ff
+    new = cls(
+        attn.d_model,
+        attn.n_heads,
+        ff.w_1.out_features,
+        n_layers=len(layers),
+        dropout=ff.dropout.p,
+        norm_first=first.norm_first,
+        eps=first.norm1.eps,
+        bias=ff.w_1.bias is not None,
+    )
+    new.layers = nn.ModuleList(layers)
+    if new.norm is not None:
+        new.norm.load_state_dict(encoder.norm.state_dict())
+    weight = ff.w_1.weight
+    new = new.to(device=weight.device, dtype=weight.dtype)
+    return new.train(encoder.training)
 
 
 # %% [markdown]
 # Here is the residual stream through six layers of each kind, at initialisation, for one random batch: its standard
-# deviation after each layer.
+# deviation after each layer, and after the whole stack (final norm included).
 
 # %%
 x = seeded_randn(4, 16, 64, seed=5, device=device)
+print(f"{'after layer':15}", *(f"{i:>4}" for i in range(1, 7)), "| stack")
 for norm_first in [False, True]:
     torch.manual_seed(0)
-    encoder = (
-        Encoder(64, 4, 256, n_layers=6, norm_first=norm_first)
-        .to(device)
-        .eval()
-    )
+    encoder = Encoder(64, 4, 256, n_layers=6, norm_first=norm_first)
+    encoder = encoder.to(device).eval()
     stream, stds = x, []
     with torch.no_grad():
         for layer in encoder.layers:
             stream = layer(stream)
-            stds.append(round(stream.std().item(), 2))
+            stds.append(f"{stream.std().item():4.2f}")
         final = encoder(x).std().item()
     name = "pre-norm " if norm_first else "post-norm"
-    print(f"{name}: std after each layer {stds}, after the stack {final:.2f}")
+    print(f"{name:15}", *stds, f"| {final:.2f}")
 
 # %% [markdown]
 # Post-norm holds the stream at standard deviation 1 after every layer. Pre-norm lets it grow layer by layer (each
 # sublayer adds its output to the sum), and only the final LayerNorm brings the stack's output back to 1.
 #
 # (ch5-deepcopy)=
-# ## Deep copies, and why the reference code used them
+# ## Deep copies, and why the Annotated Transformer uses them
 #
-# The original code builds the six layers by copying one: `clones(layer, N)` returns
-# `nn.ModuleList([copy.deepcopy(layer) for _ in range(N)])`. Three ways of "repeating" a module behave very differently:
+# The Annotated Transformer builds its six layers by copying one. Its helper `clones(module, N)` is one line:
+#
+# ```python
+# # The Annotated Transformer, clones: N deep copies of one module
+# return nn.ModuleList([copy.deepcopy(module) for _ in range(N)])
+# # this book, Encoder.__init__: N layers, each built fresh
+# self.layers = nn.ModuleList(EncoderLayer(...) for _ in range(n_layers))
+# ```
+#
+# Three ways of "repeating" a module behave very differently:
 #
 # - `[layer] * N` repeats the *same object*: one set of weights used N times (weights shared);
 # - `copy.copy(layer)` is a *shallow* copy: a new module object, but its parameter dictionary is the old one, so the
@@ -586,36 +746,25 @@ deep = copy.deepcopy(layer)
 first = layer.ff.w_1.weight
 
 
-def shares_weights(other: EncoderLayer) -> bool:
-    return (
-        other.ff.w_1.weight.data_ptr() == first.data_ptr()
-    )  # the same memory?
-
-
-print(
-    "[layer] * 2:   same object:",
-    repeated[1] is layer,
-    "  shares weights:",
-    shares_weights(repeated[1]),
-)
-print(
-    "copy.copy:     same object:",
-    shallow is layer,
-    " shares weights:",
-    shares_weights(shallow),
-)
-print(
-    "copy.deepcopy: same object:",
-    deep is layer,
-    " shares weights:",
-    shares_weights(deep),
-    "  equal values:",
-    torch.equal(deep.ff.w_1.weight, first),
-)
+rows = []
+for name, other in [
+    ("[layer] * 2", repeated[1]),
+    ("copy.copy", shallow),
+    ("copy.deepcopy", deep),
+]:
+    weight = other.ff.w_1.weight
+    shares = weight.data_ptr() == first.data_ptr()  # the same memory?
+    rows.append((other is layer, shares, torch.equal(weight, first)))
+    print(
+        f"{name:13}: same object {other is layer!s:5}, "
+        f"shares weights {shares!s:5}, equal values {rows[-1][2]}"
+    )
+assert rows == [(True, True, True), (False, True, True), (False, False, True)]
 
 # %% [markdown]
 # Deep copies are independent, but they **start identical**: six deep copies of one layer are six equal layers. The
-# reference code then re-initialises every weight matrix of the whole model, which is what makes the layers differ.
+# Annotated Transformer then re-initialises every weight matrix of the whole model (Xavier-uniform, in its
+# `make_model`), which is what makes the layers differ.
 # (Even without that, training would pull them apart, since each layer sees different inputs and so gets different
 # gradients; but there is no reason to start from copies.) This package builds each layer fresh instead, so each
 # gets its own random initialisation:
@@ -685,9 +834,7 @@ for norm_first in [False, True]:
         theirs, num_layers=3, norm=final_norm, enable_nested_tensor=False
     )
     stack = stack.to(device).eval()
-    with (
-        torch.no_grad()
-    ):  # make the three copied layers differ, as training would
+    with torch.no_grad():  # make the copied layers differ, as training would
         for p in stack.parameters():
             p.add_(0.02 * torch.randn_like(p))
     ours_stack = Encoder.from_torch(stack).eval()

@@ -29,6 +29,7 @@
 
 # %%
 import statistics
+import textwrap
 
 import matplotlib.pyplot as plt
 import torch
@@ -58,12 +59,8 @@ plt.rcParams["figure.figsize"] = (5, 3.5)
 # 3. the position-wise **feed-forward** network.
 #
 # Each is wrapped like in the encoder: post-norm $\mathrm{LayerNorm}(x + \mathrm{Sublayer}(x))$ by default,
-# pre-norm with `norm_first=True`, and the sublayers are named methods, `_sa_block`, `_ca_block`, `_ff_block`.
-#
-# For generation the layer can also take a **cache**: a dict where it keeps the keys and values it projected at
-# earlier steps. Then `x` holds only the newest position(s): their queries attend over the cached keys plus their own.
-# The encoder memory's keys and values are projected once per sentence and cached too. This uses chapter 4's
-# `split_heads` and `attend`, so the attention itself is the same code as always.
+# pre-norm with `norm_first=True`. We write the layer in two pieces. First the parts it holds, named as PyTorch's
+# `nn.TransformerDecoderLayer` names them (so that `from_torch` can copy weights across):
 
 # %% tags=["export"]
 import dataclasses
@@ -82,46 +79,12 @@ from transformer_lite.encoder import (
 from transformer_lite.masks import causal_mask, padding_mask
 from transformer_lite.multi_head import MultiHeadAttention
 
-# Shapes: B batch, S source length, T target length, D d_model, V target vocabulary,
-# H heads, P positions already in the cache.
+# Shapes: B batch, S source length, T target length, D d_model,
+# V target vocabulary, H heads, P positions already in the cache.
 
 
-class KVCache:
-    """What step-by-step decoding keeps between steps, one dict per decoder layer:
-    the self-attention keys and values of every position decoded so far ("k", "v",
-    each (B, H, P, Dk)), and the cross-attention keys and values of the encoder
-    memory ("memory_k", "memory_v", each (B, H, S, Dk)), computed once.
-    """
-
-    def __init__(self, n_layers: int):
-        self.layers: list[dict[str, Tensor]] = [{} for _ in range(n_layers)]
-
-    @property
-    def length(self) -> int:
-        """How many target positions the cache holds (P)."""
-        first = self.layers[0]
-        return first["k"].size(2) if "k" in first else 0
-
-    def reorder(self, index: Tensor) -> None:
-        """Keep batch rows ``index`` (with repeats): beam search follows its best beams."""
-        for layer in self.layers:
-            for name, tensor in layer.items():
-                layer[name] = tensor.index_select(0, index)
-
-
-class DecoderLayer(nn.Module):
-    """One decoder layer: masked self-attention, cross-attention over the encoder memory,
-    feed-forward; each with a residual connection, dropout and LayerNorm (post-norm by
-    default, pre-norm with ``norm_first=True``).
-
-    With a ``cache``, ``x`` holds only the new positions; the layer attends over the
-    cached ones too and handles causality itself (``tgt_mask`` must then be None).
-
-    Shape:
-        x (B, T, D), memory (B, S, D); tgt_mask broadcastable to (B, H, T, T), e.g.
-        ``causal_mask(T) & padding_mask(tgt, pad)``; memory_mask to (B, H, T, S), e.g.
-        ``padding_mask(src, pad)``. Returns (B, T, D).
-    """
+class _DecoderLayerParts(nn.Module):
+    """The sublayers, norms and dropouts of a DecoderLayer."""
 
     def __init__(
         self,
@@ -135,12 +98,9 @@ class DecoderLayer(nn.Module):
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(
-            d_model, n_heads, dropout=dropout, bias=bias
-        )
-        self.cross_attn = MultiHeadAttention(
-            d_model, n_heads, dropout=dropout, bias=bias
-        )
+        mha = {"dropout": dropout, "bias": bias}
+        self.self_attn = MultiHeadAttention(d_model, n_heads, **mha)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, **mha)
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias)
         self.norm1 = nn.LayerNorm(d_model, eps=eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=eps, bias=bias)
@@ -148,6 +108,28 @@ class DecoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
+
+
+# %% [markdown]
+# Then what it does with them: the three sublayers as named methods, `_sa_block`, `_ca_block`, `_ff_block`, each
+# wrapped in its residual connection and LayerNorm, in either order. The `cache` argument is for generation and
+# is explained just below; without it, each block is one call of chapter 4's `MultiHeadAttention` or chapter 5's
+# `FeedForward`.
+
+
+# %% tags=["export"]
+class DecoderLayer(_DecoderLayerParts):
+    """One decoder layer: masked self-attention, cross-attention over the
+    encoder memory, feed-forward; each with a residual connection, dropout
+    and LayerNorm (post-norm by default, pre-norm with ``norm_first=True``).
+    With a ``cache``, ``x`` holds only the new positions (see ``KVCache``).
+
+    Shape:
+        x (B, T, D), memory (B, S, D); tgt_mask broadcastable to
+        (B, H, T, T), e.g. ``causal_mask(T) & padding_mask(tgt, pad)``;
+        memory_mask to (B, H, T, S), e.g. ``padding_mask(src, pad)``.
+        Returns (B, T, D).
+    """
 
     def forward(
         self,
@@ -167,58 +149,29 @@ class DecoderLayer(nn.Module):
             x = self.norm3(x + self._ff_block(x))
         return x
 
-    def _sa_block(
-        self, x: Tensor, mask: Tensor | None, cache: dict | None
-    ) -> Tensor:
+    def _sa_block(self, x: Tensor, mask: Tensor | None, cache) -> Tensor:
         if cache is None:
             return self.dropout1(self.self_attn(x, x, x, mask=mask))
-        attn = self.self_attn
-        q, k, v = (
-            attn.split_heads(w(x)) for w in (attn.w_q, attn.w_k, attn.w_v)
-        )
-        if "k" in cache:  # the positions decoded before: (B, H, P, Dk)
-            k, v = (
-                torch.cat([cache["k"], k], dim=2),
-                torch.cat([cache["v"], v], dim=2),
-            )
-        cache["k"], cache["v"] = k, v
-        new, total = q.size(2), k.size(2)
-        # each new position sees all cached positions, and new ones up to itself
-        mask = (
-            causal_mask(total, x.device)[total - new :] if new > 1 else None
-        )
-        return self.dropout1(attn.attend(q, k, v, mask=mask))
+        return self.dropout1(_cached_self_attention(self.self_attn, x, cache))
 
-    def _ca_block(
-        self,
-        x: Tensor,
-        memory: Tensor,
-        mask: Tensor | None,
-        cache: dict | None,
-    ) -> Tensor:
+    def _ca_block(self, x: Tensor, memory: Tensor, mask, cache) -> Tensor:
         attn = self.cross_attn
         if cache is None:
             return self.dropout2(attn(x, memory, memory, mask=mask))
-        if (
-            "memory_k" not in cache
-        ):  # the encoder memory is projected once per sentence
-            cache["memory_k"] = attn.split_heads(attn.w_k(memory))
-            cache["memory_v"] = attn.split_heads(attn.w_v(memory))
-        q = attn.split_heads(attn.w_q(x))
-        return self.dropout2(
-            attn.attend(q, cache["memory_k"], cache["memory_v"], mask=mask)
-        )
+        out = _cached_cross_attention(attn, x, memory, mask, cache)
+        return self.dropout2(out)
 
     def _ff_block(self, x: Tensor) -> Tensor:
         return self.dropout3(self.ff(x))
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerDecoderLayer) -> "DecoderLayer":
-        """A DecoderLayer with the weights of ``layer``, giving the same outputs (batch
-        first, masks True = may attend)."""
+        """A DecoderLayer with the weights of ``layer``, giving the same
+        outputs (batch first, masks True = may attend)."""
         if not isinstance(layer, nn.TransformerDecoderLayer):
             raise TypeError(
-                f"expected nn.TransformerDecoderLayer, got {type(layer).__name__}"
+                "expected nn.TransformerDecoderLayer, "
+                f"got {type(layer).__name__}"
             )
         attentions = {
             "self_attn": "self_attn",
@@ -227,13 +180,87 @@ class DecoderLayer(nn.Module):
         return _from_torch_layer(cls, layer, attentions)
 
 
+# %% [markdown]
+# For generation the layer takes a **cache**: a dict where it keeps the keys and values it projected at earlier
+# steps. Then `x` holds only the newest position(s): their queries attend over the cached keys plus their own. The
+# encoder memory's keys and values are projected once per sentence and cached too. `KVCache` holds one such dict
+# per layer, and can reorder its batch rows (beam search will need that):
+
+
+# %% tags=["export"]
+class KVCache:
+    """What step-by-step decoding keeps between steps, one dict per decoder
+    layer: the self-attention keys and values of every position decoded so
+    far ("k", "v", each (B, H, P, Dk)), and the cross-attention keys and
+    values of the encoder memory ("memory_k", "memory_v", each
+    (B, H, S, Dk)), computed once.
+    """
+
+    def __init__(self, n_layers: int):
+        self.layers: list[dict[str, Tensor]] = [{} for _ in range(n_layers)]
+
+    @property
+    def length(self) -> int:
+        """How many target positions the cache holds (P)."""
+        first = self.layers[0]
+        return first["k"].size(2) if "k" in first else 0
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` (with repeats): beam search follows its
+        best beams."""
+        for layer in self.layers:
+            for name, tensor in layer.items():
+                layer[name] = tensor.index_select(0, index)
+
+
+# %% [markdown]
+# The two cached attentions use chapter 4's `split_heads` and `attend`, so the attention itself is the same code
+# as always. Self-attention appends the new keys and values to the cached ones; a new position may see every
+# cached position and the new ones up to itself. Cross-attention projects the memory on the first call only:
+
+
+# %% tags=["export"]
+def _cached_self_attention(
+    attn: MultiHeadAttention, x: Tensor, cache: dict[str, Tensor]
+) -> Tensor:
+    q, k, v = (attn.split_heads(w(x)) for w in (attn.w_q, attn.w_k, attn.w_v))
+    if "k" in cache:  # the positions decoded before: (B, H, P, Dk)
+        k = torch.cat([cache["k"], k], dim=2)
+        v = torch.cat([cache["v"], v], dim=2)
+    cache["k"], cache["v"] = k, v
+    new, total = q.size(2), k.size(2)
+    # each new position sees all cached positions, and new ones up to itself
+    mask = causal_mask(total, x.device)[total - new :] if new > 1 else None
+    return attn.attend(q, k, v, mask=mask)
+
+
+def _cached_cross_attention(
+    attn: MultiHeadAttention,
+    x: Tensor,
+    memory: Tensor,
+    mask: Tensor | None,
+    cache: dict[str, Tensor],
+) -> Tensor:
+    if "memory_k" not in cache:  # projected once per sentence
+        cache["memory_k"] = attn.split_heads(attn.w_k(memory))
+        cache["memory_v"] = attn.split_heads(attn.w_v(memory))
+    q = attn.split_heads(attn.w_q(x))
+    return attn.attend(q, cache["memory_k"], cache["memory_v"], mask=mask)
+
+
+# %% [markdown]
+# The stack of $N$ layers passes each layer its own dict of the cache, and, as in chapter 5, ends with a LayerNorm
+# in pre-norm only:
+
+
+# %% tags=["export"]
 class Decoder(nn.Module):
-    """A stack of ``n_layers`` DecoderLayers, each built fresh, with a final LayerNorm in
-    pre-norm only.
+    """A stack of ``n_layers`` DecoderLayers, each built fresh, with a final
+    LayerNorm in pre-norm only.
 
     Shape:
-        x (B, T, D) embedded target, memory (B, S, D); masks as in ``DecoderLayer``.
-        Returns (B, T, D).
+        x (B, T, D) embedded target, memory (B, S, D); masks as in
+        ``DecoderLayer``. Returns (B, T, D).
     """
 
     def __init__(
@@ -248,14 +275,7 @@ class Decoder(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if (
-            isinstance(n_layers, bool)
-            or not isinstance(n_layers, int)
-            or n_layers < 1
-        ):
-            raise ValueError(
-                f"n_layers must be a positive int, got {n_layers!r}"
-            )
+        _positive_int("n_layers", n_layers)
         self.layers = nn.ModuleList(
             DecoderLayer(
                 d_model, n_heads, d_ff, dropout, norm_first, eps, bias
@@ -276,7 +296,8 @@ class Decoder(nn.Module):
     ) -> Tensor:
         if cache is not None and tgt_mask is not None:
             raise ValueError(
-                "with a cache the decoder builds its own causal mask: pass tgt_mask=None"
+                "with a cache the decoder builds its own causal mask: "
+                "pass tgt_mask=None"
             )
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache.layers[i]
@@ -296,16 +317,12 @@ src_tokens = torch.tensor(
     [[4, 5, 6, 7, 8, 3], [4, 5, 6, 0, 0, 0]], device=device
 )
 tgt_tokens = torch.tensor([[1, 9, 8, 7, 2], [1, 9, 2, 0, 0]], device=device)
-memory = seeded_randn(
-    2, 6, 32, seed=1, device=device
-)  # (B, S, D): stands in for an encoder output
-x = seeded_randn(
-    2, 5, 32, seed=2, device=device
-)  # (B, T, D): embedded target
+# (B, S, D): stands in for an encoder output; (B, T, D): embedded target
+memory = seeded_randn(2, 6, 32, seed=1, device=device)
+x = seeded_randn(2, 5, 32, seed=2, device=device)
 src_mask = padding_mask(src_tokens, 0)  # (B, 1, 1, S)
-tgt_mask = causal_mask(5, device) & padding_mask(
-    tgt_tokens, 0
-)  # (B, 1, T, T)
+tgt_pad = padding_mask(tgt_tokens, 0)
+tgt_mask = causal_mask(5, device) & tgt_pad  # (B, 1, T, T)
 
 for norm_first in [False, True]:
     torch.manual_seed(0)
@@ -318,13 +335,14 @@ for norm_first in [False, True]:
         x,
         memory,
         tgt_mask=~causal_mask(5, device),
-        tgt_key_padding_mask=~padding_mask(tgt_tokens, 0)[:, 0, 0],
+        tgt_key_padding_mask=~tgt_pad[:, 0, 0],
         memory_key_padding_mask=~src_mask[:, 0, 0],
     )
     out = ours(x, memory, tgt_mask=tgt_mask, memory_mask=src_mask)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     print(
-        f"norm_first={norm_first!s:5}: equal to nn.TransformerDecoderLayer (≤ 1e-5)"
+        f"norm_first={norm_first!s:5}:",
+        "equal to nn.TransformerDecoderLayer (≤ 1e-5)",
     )
 
 # %% [markdown]
@@ -336,25 +354,20 @@ for norm_first in [False, True]:
 # the paper's base model as defaults. A common belief is that "the only tunable parameters are $N$ and
 # $d_{model}$"; the paper's Table 3 varies much more: the number of heads $h$, the widths $d_k$ and $d_v$, $d_{ff}$,
 # dropout, label smoothing and the warm-up of the learning rate. The config holds the model's share of those, and
-# checks them.
-#
-# Initialisation happens in one place, on the whole model: Xavier-uniform for every linear layer (as
-# `nn.Transformer` does) and standard deviation $d_{model}^{-1/2}$ for the embeddings (chapter 5).
+# checks them (the checks are folded below it).
+
 
 # %% tags=["export"]
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 @dataclass
 class TransformerConfig:
-    """Sizes and switches of the encoder-decoder, with the paper's base model as defaults
-    (Vaswani et al., 2017, Table 3). ``n_layers`` is the depth of each stack.
+    """Sizes and switches of the encoder-decoder, with the paper's base
+    model as defaults (Vaswani et al., 2017, Table 3). ``n_layers`` is the
+    depth of each stack.
 
-    ``tie_embeddings`` makes the output projection use the target embedding's matrix;
-    ``share_embeddings`` makes source and target share one embedding (their vocabularies
-    must then be the same size). The paper does both (§3.4).
+    ``tie_embeddings`` makes the output projection use the target
+    embedding's matrix; ``share_embeddings`` makes source and target share
+    one embedding (their vocabularies must then be the same size). The
+    paper does both (§3.4).
     """
 
     d_model: int = 512
@@ -370,132 +383,154 @@ class TransformerConfig:
     eps: float = 1e-5
 
     def __post_init__(self):
-        for name in ("d_model", "n_heads", "d_ff", "n_layers", "max_len"):
-            _positive_int(name, getattr(self, name))
-        if self.d_model % self.n_heads != 0:
-            raise ValueError(
-                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
-            )
-        if self.d_model % 2:
-            raise ValueError(
-                f"d_model={self.d_model} must be even for the positional encoding"
-            )
-        if isinstance(self.dropout, bool) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(
-                f"dropout must be a probability in [0, 1), got {self.dropout!r}"
-            )
-        for name in ("norm_first", "tie_embeddings", "share_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"{name} must be True or False, got {getattr(self, name)!r}"
-                )
-        if (
-            isinstance(self.pad_id, bool)
-            or not isinstance(self.pad_id, int)
-            or self.pad_id < 0
-        ):
-            raise ValueError(
-                f"pad_id must be a token id (an int >= 0), got {self.pad_id!r}"
-            )
-        if not self.eps > 0:
-            raise ValueError(f"eps must be positive, got {self.eps!r}")
+        _check_config(self)
 
 
-class Transformer(nn.Module):
-    """The encoder-decoder Transformer: embeddings and positions, encoder, decoder and the
-    output projection to target-vocabulary logits.
+# %% tags=["export", "hide-input"]
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
-    ``forward(src, tgt)`` builds the masks itself from ``config.pad_id`` (padding for the
-    source; causal and padding for the target) unless they are given (bool, True = may
-    attend).
 
-    Shape:
-        src (B, S) and tgt (B, T) token ids. Returns logits (B, T, V).
-    """
+def _check_config(c: TransformerConfig) -> None:
+    for name in ("d_model", "n_heads", "d_ff", "n_layers", "max_len"):
+        _positive_int(name, getattr(c, name))
+    if c.d_model % c.n_heads != 0:
+        raise ValueError(
+            f"d_model={c.d_model} is not divisible by n_heads={c.n_heads}"
+        )
+    if c.d_model % 2:
+        raise ValueError(
+            f"d_model={c.d_model} must be even for the positional encoding"
+        )
+    if isinstance(c.dropout, bool) or not 0.0 <= c.dropout < 1.0:
+        raise ValueError(
+            f"dropout must be a probability in [0, 1), got {c.dropout!r}"
+        )
+    for name in ("norm_first", "tie_embeddings", "share_embeddings"):
+        if not isinstance(getattr(c, name), bool):
+            raise ValueError(
+                f"{name} must be True or False, got {getattr(c, name)!r}"
+            )
+    pad = c.pad_id
+    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
+        raise ValueError(
+            f"pad_id must be a token id (an int >= 0), got {pad!r}"
+        )
+    if not c.eps > 0:
+        raise ValueError(f"eps must be positive, got {c.eps!r}")
+
+
+def _check_vocab(
+    src_vocab: int, tgt_vocab: int, c: TransformerConfig
+) -> None:
+    _positive_int("src_vocab", src_vocab)
+    _positive_int("tgt_vocab", tgt_vocab)
+    if c.share_embeddings and src_vocab != tgt_vocab:
+        raise ValueError(
+            "share_embeddings needs one vocabulary, got "
+            f"src_vocab={src_vocab} and tgt_vocab={tgt_vocab}"
+        )
+    for name, vocab in [("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)]:
+        if c.pad_id >= vocab:
+            raise ValueError(
+                f"pad_id={c.pad_id} is not a token of {name}={vocab}"
+            )
+
+
+def _check_tokens(name: str, tokens: Tensor) -> None:
+    if (
+        not isinstance(tokens, Tensor)
+        or tokens.is_floating_point()
+        or tokens.dtype == torch.bool
+    ):
+        is_tensor = isinstance(tokens, Tensor)
+        got = tokens.dtype if is_tensor else type(tokens).__name__
+        raise TypeError(
+            f"{name} must be a tensor of integer token ids, got {got}"
+        )
+    if tokens.dim() != 2 or 0 in tokens.shape:
+        raise ValueError(
+            f"{name} must have shape (batch, length), "
+            f"got {tuple(tokens.shape)}"
+        )
+
+
+def _check_same_batch(src_batch: int, tgt_batch: int) -> None:
+    if src_batch != tgt_batch:
+        raise ValueError(
+            "source and target batch sizes differ: "
+            f"{src_batch} and {tgt_batch}"
+        )
+
+
+# %% [markdown]
+# The model holds its parts: two embeddings (one, if shared), the positional encoding, the two stacks and the
+# generator. Initialisation happens in one place, on the whole model: Xavier-uniform for every linear layer (as
+# `nn.Transformer` does) and standard deviation $d_{model}^{-1/2}$ for the embeddings (chapter 5). Tying is one
+# assignment, after initialisation: the generator's weight *becomes* the target embedding's matrix.
+
+
+# %% tags=["export"]
+class _TransformerParts(nn.Module):
+    """The modules of a Transformer, built from its config and initialised."""
 
     def __init__(
         self, src_vocab: int, tgt_vocab: int, config: TransformerConfig
     ):
         super().__init__()
-        _positive_int("src_vocab", src_vocab)
-        _positive_int("tgt_vocab", tgt_vocab)
-        if config.share_embeddings and src_vocab != tgt_vocab:
-            raise ValueError(
-                f"share_embeddings needs one vocabulary, got src_vocab={src_vocab} "
-                f"and tgt_vocab={tgt_vocab}"
-            )
-        for name, vocab in [
-            ("src_vocab", src_vocab),
-            ("tgt_vocab", tgt_vocab),
-        ]:
-            if config.pad_id >= vocab:
-                raise ValueError(
-                    f"pad_id={config.pad_id} is not a token of {name}={vocab}"
-                )
-        self.config, self.src_vocab, self.tgt_vocab = (
-            config,
-            src_vocab,
-            tgt_vocab,
-        )
-        c = config
-        layers = (
-            c.d_model,
-            c.n_heads,
-            c.d_ff,
-            c.n_layers,
-            c.dropout,
-            c.norm_first,
-            c.eps,
-        )
+        _check_vocab(src_vocab, tgt_vocab, config)
+        c = self.config = config
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.src_embed = TokenEmbedding(src_vocab, c.d_model)
-        self.tgt_embed = (
-            self.src_embed
-            if c.share_embeddings
-            else TokenEmbedding(tgt_vocab, c.d_model)
-        )
+        if c.share_embeddings:
+            self.tgt_embed = self.src_embed
+        else:
+            self.tgt_embed = TokenEmbedding(tgt_vocab, c.d_model)
         self.pos = PositionalEncoding(c.d_model, c.max_len, c.dropout)
-        self.encoder = Encoder(*layers)
-        self.decoder = Decoder(*layers)
+        sizes = (c.d_model, c.n_heads, c.d_ff, c.n_layers, c.dropout)
+        self.encoder = Encoder(*sizes, c.norm_first, c.eps)
+        self.decoder = Decoder(*sizes, c.norm_first, c.eps)
         self.generator = nn.Linear(c.d_model, tgt_vocab)
         self._init_weights()
-        if c.tie_embeddings:
-            self.generator.weight = (
-                self.tgt_embed.table.weight
-            )  # one tensor, two uses
+        if c.tie_embeddings:  # one tensor, two uses
+            self.generator.weight = self.tgt_embed.table.weight
 
     def _init_weights(self) -> None:
-        """All initialisation in one place: Xavier-uniform matrices and zero biases for
-        every linear layer (as nn.Transformer), std d_model^-0.5 for embeddings."""
+        """All initialisation in one place: Xavier-uniform matrices and zero
+        biases for every linear layer (as nn.Transformer), std d_model^-0.5
+        for embeddings."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, std=self.config.d_model**-0.5)
+                std = self.config.d_model**-0.5
+                nn.init.normal_(module.weight, std=std)
 
-    def _check_tokens(self, name: str, tokens: Tensor) -> None:
-        if (
-            not isinstance(tokens, Tensor)
-            or tokens.is_floating_point()
-            or tokens.dtype == torch.bool
-        ):
-            got = (
-                tokens.dtype
-                if isinstance(tokens, Tensor)
-                else type(tokens).__name__
-            )
-            raise TypeError(
-                f"{name} must be a tensor of integer token ids, got {got}"
-            )
-        if tokens.dim() != 2 or 0 in tokens.shape:
-            raise ValueError(
-                f"{name} must have shape (batch, length), got {tuple(tokens.shape)}"
-            )
+
+# %% [markdown]
+# And what it does with them. `encode` runs the source through its embedding, positions and the encoder once;
+# `decode` turns target tokens and that memory into logits, with or without a cache; `forward` does both, building
+# the masks from `pad_id` unless it is given them:
+
+
+# %% tags=["export"]
+class Transformer(_TransformerParts):
+    """The encoder-decoder Transformer: embeddings and positions, encoder,
+    decoder and the output projection to target-vocabulary logits.
+    ``forward(src, tgt)`` builds the masks from ``config.pad_id`` (padding
+    for the source; causal and padding for the target) unless they are
+    given (bool, True = may attend).
+
+    Shape:
+        src (B, S) and tgt (B, T) token ids. Returns logits (B, T, V).
+    """
 
     def encode(self, src: Tensor, src_mask: Tensor | None = None) -> Tensor:
-        """The encoder memory, (B, S, D). ``src_mask`` defaults to the padding mask."""
-        self._check_tokens("src", src)
+        """The encoder memory, (B, S, D); ``src_mask`` defaults to padding."""
+        _check_tokens("src", src)
         if src_mask is None:
             src_mask = padding_mask(src, self.config.pad_id)
         return self.encoder(self.pos(self.src_embed(src)), src_mask)
@@ -508,20 +543,17 @@ class Transformer(nn.Module):
         tgt_mask: Tensor | None = None,
         cache: KVCache | None = None,
     ) -> Tensor:
-        """Logits (B, T, V) for the target positions given the encoder memory.
+        """Logits (B, T, V) for the target positions given the memory.
 
-        Without a cache, ``tgt_mask`` defaults to causal & padding. With a cache, ``tgt``
-        holds only new tokens, placed after the cache's ``length`` positions.
+        Without a cache, ``tgt_mask`` defaults to causal & padding. With a
+        cache, ``tgt`` holds only new tokens, placed after the cache's
+        ``length`` positions.
         """
-        self._check_tokens("tgt", tgt)
-        if tgt.size(0) != memory.size(0):
-            raise ValueError(
-                f"source and target batch sizes differ: {memory.size(0)} and {tgt.size(0)}"
-            )
+        _check_tokens("tgt", tgt)
+        _check_same_batch(memory.size(0), tgt.size(0))
         if cache is None and tgt_mask is None:
-            tgt_mask = causal_mask(tgt.size(1), tgt.device) & padding_mask(
-                tgt, self.config.pad_id
-            )
+            pad = padding_mask(tgt, self.config.pad_id)
+            tgt_mask = causal_mask(tgt.size(1), tgt.device) & pad
         offset = 0 if cache is None else cache.length
         x = self.pos(self.tgt_embed(tgt), offset=offset)  # (B, T, D)
         x = self.decoder(x, memory, tgt_mask, src_mask, cache)
@@ -534,12 +566,9 @@ class Transformer(nn.Module):
         src_mask: Tensor | None = None,
         tgt_mask: Tensor | None = None,
     ) -> Tensor:
-        self._check_tokens("src", src)
-        self._check_tokens("tgt", tgt)
-        if src.size(0) != tgt.size(0):
-            raise ValueError(
-                f"source and target batch sizes differ: {src.size(0)} and {tgt.size(0)}"
-            )
+        _check_tokens("src", src)
+        _check_tokens("tgt", tgt)
+        _check_same_batch(src.size(0), tgt.size(0))
         if src_mask is None:
             src_mask = padding_mask(src, self.config.pad_id)
         memory = self.encode(src, src_mask)
@@ -550,14 +579,21 @@ class Transformer(nn.Module):
         return KVCache(len(self.decoder.layers))
 
 
+# %% [markdown]
+# `make_model` builds one from the paper's defaults and the settings you change:
+
+
+# %% tags=["export"]
 def make_model(src_vocab: int, tgt_vocab: int, **overrides) -> Transformer:
-    """A Transformer with the paper's base settings, changed by ``overrides`` (any field of
-    ``TransformerConfig``), e.g. ``make_model(1000, 1000, d_model=128, n_layers=2)``."""
+    """A Transformer with the paper's base settings, changed by
+    ``overrides`` (any field of ``TransformerConfig``), e.g.
+    ``make_model(1000, 1000, d_model=128, n_layers=2)``."""
     fields = {f.name for f in dataclasses.fields(TransformerConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(
-            f"unknown setting(s) {unknown}; TransformerConfig has {sorted(fields)}"
+            f"unknown setting(s) {unknown}; "
+            f"TransformerConfig has {sorted(fields)}"
         )
     return Transformer(src_vocab, tgt_vocab, TransformerConfig(**overrides))
 
@@ -569,15 +605,15 @@ def make_model(src_vocab: int, tgt_vocab: int, **overrides) -> Transformer:
 # %%
 for tie in [True, False]:
     base = make_model(37000, 37000, tie_embeddings=tie, share_embeddings=tie)
-    total = sum(
-        p.numel() for p in base.parameters()
-    )  # shared tensors are counted once
+    # .parameters() counts a shared tensor once
+    total = sum(p.numel() for p in base.parameters()) / 1e6
     embeddings = sum(
         p.numel() for name, p in base.named_parameters() if "embed" in name
     )
-    label = "tied and shared" if tie else "separate       "
+    label = "tied and shared" if tie else "separate"
     print(
-        f"{label}: {total / 1e6:.1f} M parameters, of which embeddings {embeddings / 1e6:.1f} M"
+        f"{label:15}: {total:.1f} M parameters,",
+        f"of which embeddings {embeddings / 1e6:.1f} M",
     )
     del base
 
@@ -587,29 +623,60 @@ for tie in [True, False]:
 # and 2 M parameters are about 3,900 more vocabulary rows of width 512. Without sharing, the same model has three
 # vocabulary matrices instead of one, 101 M parameters: tying saves almost 40%.
 #
-# Tying must really tie: the output projection and the target embedding must be the *same tensor*, so that a gradient
-# step on one moves the other.
+# Tying must really tie: the output projection and the target embedding must be the *same tensor*, so that a
+# gradient step on one moves the other. A check of that has to fail for untied embeddings, and the obvious one
+# does not: take one SGD step on a loss over the model's logits and see whether the target embedding moved. It
+# moves either way, because the loss also flows back through the decoder's input, which *is* the embedding. The
+# check that can fail puts the loss on the generator alone: the decoder's output is computed without a graph
+# (`torch.no_grad`, the same as `h.detach()`), so the only way back to the embedding is through the generator's
+# weight, which exists only when the two are tied. We run both checks, tied and untied:
 
 # %%
-torch.manual_seed(0)
-tied = make_model(
-    50, 50, d_model=32, n_heads=4, d_ff=64, n_layers=1, tie_embeddings=True
-).to(device)
-assert tied.generator.weight is tied.tgt_embed.table.weight
-before = tied.tgt_embed.table.weight.detach().clone()
-optimizer = torch.optim.SGD(tied.parameters(), lr=0.1)
 src = seeded_randint(1, 50, 2, 6, seed=1, device=device)
 tgt = seeded_randint(1, 50, 2, 5, seed=2, device=device)
-tied(src, tgt).logsumexp(
-    -1
-).mean().backward()  # a loss that reaches only the generator...
-optimizer.step()
-moved = (tied.tgt_embed.table.weight - before).abs().max().item()
-print(
-    f"embedding moved by {moved:.4f} after a step; still one tensor: "
-    f"{tied.generator.weight is tied.tgt_embed.table.weight}"
-)
-assert moved > 0
+
+
+def embedding_step(tie: bool, generator_only: bool) -> tuple[float, bool]:
+    """How far one SGD step moves the target embedding, and whether the
+    generator's weight is the embedding's memory."""
+    torch.manual_seed(0)
+    sizes = {"d_model": 32, "n_heads": 4, "d_ff": 64, "n_layers": 1}
+    model = make_model(50, 50, **sizes, dropout=0.0, tie_embeddings=tie)
+    model = model.to(device)
+    embedding = model.tgt_embed.table.weight
+    before = embedding.detach().clone()
+    if generator_only:
+        with torch.no_grad():  # decoder output h, with no graph behind it
+            x = model.pos(model.tgt_embed(tgt))
+            h = model.decoder(x, model.encode(src), causal_mask(5, device))
+        logits = model.generator(h)
+    else:
+        logits = model(src, tgt)
+    logits.logsumexp(-1).mean().backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    moved = (embedding - before).abs().max().item()
+    return moved, model.generator.weight.data_ptr() == embedding.data_ptr()
+
+
+title = "one SGD step moves the target embedding by"
+print(f"{title:45}{'tied':>6}  {'untied':>6}")
+for generator_only in [False, True]:
+    (tied, one), (untied, two) = (
+        embedding_step(tie, generator_only) for tie in [True, False]
+    )
+    name = "generator(h.detach())" if generator_only else "logits"
+    print(f"  a loss on the {name:29}{tied:.4f}  {untied:.4f}")
+    assert one and not two  # tied: one memory; untied: two
+    assert tied > 0
+    if generator_only:
+        assert untied == 0  # the control: untied, the step cannot reach it
+    else:
+        assert untied > 0  # this check passes untied too: it proves nothing
+
+# %% [markdown]
+# A loss on the logits moves the embedding tied *and* untied, so it cannot prove tying. A loss on the generator
+# alone moves it only when tied; untied, the step leaves it exactly where it was (the `assert`s hold both, and that
+# the tied weights share one block of memory, `data_ptr`, while the untied ones do not).
 
 # %% [markdown]
 # (ch6-parallel-training)=
@@ -622,13 +689,8 @@ assert moved > 0
 
 # %%
 torch.manual_seed(0)
-model = (
-    make_model(
-        40, 40, d_model=64, n_heads=4, d_ff=128, n_layers=2, dropout=0.0
-    )
-    .to(device)
-    .eval()
-)
+sizes = {"d_model": 64, "n_heads": 4, "d_ff": 128, "n_layers": 2}
+model = make_model(40, 40, **sizes, dropout=0.0).to(device).eval()
 src = seeded_randint(3, 40, 3, 9, seed=3, device=device)
 tgt = seeded_randint(3, 40, 3, 8, seed=4, device=device)
 t = 4
@@ -643,9 +705,8 @@ torch.testing.assert_close(
     logits[:, : t + 1], logits_changed[:, : t + 1], atol=1e-6, rtol=0
 )
 assert not torch.allclose(logits[:, t + 1 :], logits_changed[:, t + 1 :])
-print(
-    f"logits at positions 0..{t} unchanged; positions {t + 1}.. changed, as they should"
-)
+print(f"logits at positions 0..{t} unchanged;")
+print(f"positions {t + 1}.. changed, as they should")
 
 # %% [markdown]
 # (ch6-rnn-again)=
@@ -660,9 +721,8 @@ print(
 # %%
 with torch.no_grad():
     memory = model.encode(src)
-    full = model.decode(
-        tgt, memory, padding_mask(src, 0)
-    )  # all positions at once: (B, T, V)
+    # all positions at once: (B, T, V)
+    full = model.decode(tgt, memory, padding_mask(src, 0))
     cache = model.new_cache()
     for step in range(tgt.size(1)):
         one = model.decode(
@@ -671,9 +731,8 @@ with torch.no_grad():
         torch.testing.assert_close(
             one[:, 0], full[:, step], atol=1e-5, rtol=1e-5
         )
-print(
-    f"cached logits equal full recomputation at all {tgt.size(1)} steps (≤ 1e-5)"
-)
+steps = tgt.size(1)
+print(f"cached logits equal full recomputation at all {steps} steps (≤ 1e-5)")
 print(
     "the cache holds",
     cache.length,
@@ -692,29 +751,17 @@ print(
 #
 # ## Greedy and beam-search decoding
 #
-# With the cache, decoding functions are short. **Greedy** decoding takes the most likely token at every step.
-# **Beam search** keeps the $k$ most likely prefixes at every step, scores finished sentences by log-probability
-# divided by a length penalty $((5 + |Y|)/6)^{\alpha}$ (Wu et al., 2016), so that short sentences are not favoured
-# just for having fewer probabilities multiplied, and stops a sentence as soon as $k$ candidates have ended. The paper
-# used $k = 4$, $\alpha = 0.6$ (§6.1).
+# **Greedy** decoding takes the most likely token at every step. With the cache, it is short: encode once, then
+# feed one token at a time, stop when every sentence has written its end token. Two rules hold for every decoder
+# here: padding and the start token are never generated (their logits are set to $-\infty$), and a sentence that
+# has ended is padded from then on. The argument checks are folded below the functions.
 
 # %% tags=["export"]
 def _never_emit(logits: Tensor, pad_id: int, start_id: int) -> Tensor:
-    """The logits with padding and the start token ruled out: neither is ever generated."""
+    """The logits with padding and the start token ruled out."""
     logits = logits.clone()
     logits[..., [pad_id, start_id]] = float("-inf")
     return logits
-
-
-def _check_decoding(
-    model: Transformer, src: Tensor, start_id: int, max_len: int
-) -> None:
-    model._check_tokens("src", src)
-    _positive_int("max_len", max_len)
-    if start_id == model.config.pad_id:
-        raise ValueError(
-            f"start_id={start_id} equals pad_id: the start token would be masked out"
-        )
 
 
 @torch.no_grad()
@@ -727,34 +774,35 @@ def greedy_decode(
     src_mask: Tensor | None = None,
     use_cache: bool = True,
 ) -> Tensor:
-    """Generate by always taking the most likely next token, until ``end_id`` or
-    ``max_len`` tokens; padding and the start token are never generated. Put the model
-    in eval mode first (dropout stays as it is).
+    """Generate by always taking the most likely next token, until
+    ``end_id`` or ``max_len`` tokens; padding and the start token are never
+    generated. Put the model in eval mode first (dropout stays as it is).
 
-    ``use_cache=False`` recomputes the whole prefix at every step (same tokens, slower).
+    ``use_cache=False`` recomputes the whole prefix at every step (same
+    tokens, slower).
 
     Shape:
-        src (B, S). Returns the generated tokens (B, L), L <= max_len, the end token
-        included and ``pad_id`` after it; the start token is not included.
+        src (B, S). Returns the generated tokens (B, L), L <= max_len, the
+        end token included and ``pad_id`` after it; the start token is not
+        included.
     """
     _check_decoding(model, src, start_id, max_len)
     pad = model.config.pad_id
     if src_mask is None:
         src_mask = padding_mask(src, pad)
     memory = model.encode(src, src_mask)  # (B, S, D)
+    batch = src.size(0)
     tokens = torch.full(
-        (src.size(0), 1), start_id, dtype=torch.long, device=src.device
-    )
-    done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+        (batch, 1), start_id, dtype=torch.long, device=src.device
+    )  # (B, 1): <s>
+    done = torch.zeros(batch, dtype=torch.bool, device=src.device)
     cache = model.new_cache() if use_cache else None
     for _ in range(max_len):
-        if (
-            cache is not None
-        ):  # feed only the newest token; the cache holds the rest
+        if cache is not None:  # only the newest token; the cache has the rest
             logits = model.decode(
                 tokens[:, -1:], memory, src_mask, cache=cache
             )
-        else:  # feed the whole prefix again
+        else:  # the whole prefix again
             logits = model.decode(tokens, memory, src_mask)
         next_logits = _never_emit(logits[:, -1], pad, start_id)  # (B, V)
         next_token = next_logits.argmax(dim=-1).masked_fill(done, pad)  # (B,)
@@ -765,11 +813,73 @@ def greedy_decode(
     return tokens[:, 1:]
 
 
+# %% [markdown]
+# **Beam search** keeps the $k$ most likely prefixes (the *beams*) of each sentence at every step, instead of one.
+# It is longer, because of the bookkeeping, so it comes in three pieces. First the score of a finished sentence:
+# its log-probability divided by a length penalty $((5 + |Y|)/6)^{\alpha}$ (Wu et al., 2016), so that short
+# sentences are not favoured just for having fewer probabilities multiplied. The paper used $k = 4$,
+# $\alpha = 0.6$ (§6.1).
+
+# %% tags=["export"]
 def _length_penalty(length: int, alpha: float) -> float:
-    """Wu et al. (2016): ((5 + length) / 6) ** alpha; alpha = 0 means no normalisation."""
+    """Wu et al. (2016): ((5 + length) / 6) ** alpha; alpha = 0 means no
+    normalisation."""
     return ((5 + length) / 6) ** alpha
 
 
+# %% [markdown]
+# Second, the bookkeeping of one step. Each source's $k$ beams have been extended by every token of the vocabulary,
+# and its $2k$ best candidates come in best first (enough: at most $k$ of them can end). A candidate that ends with
+# the end token is a finished sentence: it is scored with the length penalty and set aside. Any other becomes one
+# of the next $k$ beams. A source stops taking candidates when $k$ beams are filled or $k$ of its sentences have
+# finished; beams left empty get the score $-\infty$, so they never win.
+
+# %% tags=["export"]
+def _beam_step(top, vocab, k, end_id, pad, sequences, finished, penalty):
+    """One step for every source. ``top``: each source's best candidates,
+    (values: log-probability, indices: beam * vocab + token), best first;
+    ``sequences`` (B*K, step): the beams' tokens so far. Appends the
+    sentences that end to ``finished``; returns the next beams' scores
+    (B, K), parent rows (B*K,) and new tokens (B*K, 1)."""
+    batch = len(finished)
+    scores = torch.full((batch, k), float("-inf"))
+    rows, tokens = [], []
+    for b in range(batch):
+        alive = []  # (score, parent beam, token)
+        values, indices = top.values[b].tolist(), top.indices[b].tolist()
+        for score, index in zip(values, indices, strict=True):
+            if score == float("-inf") or len(finished[b]) >= k:
+                break
+            if len(alive) == k:
+                break
+            beam, token = divmod(index, vocab)
+            parent = sequences[b * k + beam]
+            if token == end_id:  # a finished sentence, end token included
+                ended = torch.cat([parent, parent.new_tensor([token])])
+                finished[b].append((score / penalty, ended))
+            else:
+                alive.append((score, beam, token))
+        alive += [(float("-inf"), 0, pad)] * (k - len(alive))  # empty beams
+        for i, (score, beam, token) in enumerate(alive):
+            scores[b, i] = score
+            rows.append(b * k + beam)
+            tokens.append(token)
+    device = sequences.device
+    rows = torch.tensor(rows, device=device)
+    return (
+        scores.to(device),
+        rows,
+        torch.tensor(tokens, device=device)[:, None],
+    )
+
+
+# %% [markdown]
+# Third, the search itself. All sentences and their $k$ beams run as one batch of $B \cdot k$ rows through the
+# decoder with its cache. After each step every source's surviving beams are gathered into the rows for the
+# next one, and the cache follows them: `cache.reorder` copies each new beam's keys and values from its parent's
+# row. If `max_len` is reached first, the unfinished beams compete with the finished ones.
+
+# %% tags=["export"]
 @torch.no_grad()
 def beam_search(
     model: Transformer,
@@ -781,115 +891,117 @@ def beam_search(
     length_penalty: float = 0.6,
     src_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Keep the ``beam_size`` most likely prefixes at every step; return the best finished
-    sequence per source, scored by log-probability / ((5 + length) / 6) ** length_penalty
-    (the paper used beam size 4 and 0.6, §6.1). A source stops as soon as ``beam_size``
-    sequences have ended; at ``max_len`` the unfinished beams compete too. Beam size 1
-    gives exactly ``greedy_decode``'s tokens. Put the model in eval mode first.
+    """Keep the ``beam_size`` most likely prefixes at every step; return
+    the best finished sequence per source, scored by log-probability /
+    ((5 + length) / 6) ** length_penalty (the paper used beam size 4 and
+    0.6, §6.1). A source stops as soon as ``beam_size`` sequences have
+    ended; at ``max_len`` the unfinished beams compete too. Beam size 1
+    gives exactly ``greedy_decode``'s tokens. Put the model in eval mode.
 
     Shape:
-        src (B, S). Returns tokens (B, L) as ``greedy_decode`` does, and scores (B,).
+        src (B, S). Returns tokens (B, L) as ``greedy_decode`` does, and
+        scores (B,).
     """
+    _check_beam_search(
+        model, src, start_id, max_len, beam_size, length_penalty
+    )
+    pad, batch, k = model.config.pad_id, src.size(0), beam_size
+    if src_mask is None:
+        src_mask = padding_mask(src, pad)
+    memory = model.encode(src, src_mask).repeat_interleave(k, dim=0)
+    src_mask = src_mask.repeat_interleave(k, dim=0)  # B*K rows from here on
+    cache = model.new_cache()
+    long = {"dtype": torch.long, "device": src.device}
+    sequences = torch.full((batch * k, 0), pad, **long)  # (B*K, step)
+    last = torch.full((batch * k, 1), start_id, **long)
+    # all beams start equal: keep one, or the same prefix is found k times
+    scores = torch.full((batch, k), float("-inf"), device=src.device)
+    scores[:, 0] = 0.0
+    finished: list[list[tuple[float, Tensor]]] = [[] for _ in range(batch)]
+    for step in range(max_len):
+        logits = model.decode(last, memory, src_mask, cache=cache)[:, -1]
+        logits = _never_emit(logits.float(), pad, start_id)
+        log_probs = torch.log_softmax(logits, dim=-1)  # (B*K, V)
+        vocab = log_probs.size(-1)
+        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
+        top = candidates.topk(min(2 * k, k * vocab), dim=-1)  # (B, 2K)
+        penalty = _length_penalty(step + 1, length_penalty)
+        scores, rows, last = _beam_step(
+            top, vocab, k, end_id, pad, sequences, finished, penalty
+        )
+        if all(len(f) >= k for f in finished):
+            break
+        cache.reorder(rows)  # each new beam continues from its parent's cache
+        sequences = torch.cat([sequences[rows], last], dim=1)
+    else:  # max_len reached: unfinished beams compete with the finished ones
+        _add_unfinished(finished, scores, sequences, max_len, length_penalty)
+    return _best_of(finished, pad)
+
+
+# %% [markdown]
+# The rest is folded: the argument checks, and packing each source's best sentence into one padded tensor.
+
+# %% tags=["export", "hide-input"]
+def _check_decoding(
+    model: Transformer, src: Tensor, start_id: int, max_len: int
+) -> None:
+    _check_tokens("src", src)
+    _positive_int("max_len", max_len)
+    if start_id == model.config.pad_id:
+        raise ValueError(
+            f"start_id={start_id} equals pad_id: "
+            "the start token would be masked out"
+        )
+
+
+def _check_beam_search(
+    model: Transformer,
+    src: Tensor,
+    start_id: int,
+    max_len: int,
+    beam_size: int,
+    length_penalty: float,
+) -> None:
     _check_decoding(model, src, start_id, max_len)
     _positive_int("beam_size", beam_size)
     if not length_penalty >= 0:
         raise ValueError(
             f"length_penalty must be >= 0, got {length_penalty!r}"
         )
-    pad, batch, k = model.config.pad_id, src.size(0), beam_size
-    device = src.device
-    if src_mask is None:
-        src_mask = padding_mask(src, pad)
-    memory = model.encode(src, src_mask).repeat_interleave(
-        k, dim=0
-    )  # (B*K, S, D)
-    src_mask = src_mask.repeat_interleave(k, dim=0)
-    cache = model.new_cache()
-    sequences = torch.full(
-        (batch * k, 0), pad, dtype=torch.long, device=device
-    )
-    last = torch.full(
-        (batch * k, 1), start_id, dtype=torch.long, device=device
-    )
-    scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = (
-        0.0  # all beams start equal: keep one, or it would be found k times
-    )
-    finished: list[list[tuple[float, Tensor]]] = [[] for _ in range(batch)]
-    for step in range(max_len):
-        logits = model.decode(last, memory, src_mask, cache=cache)[
-            :, -1
-        ]  # (B*K, V)
-        log_probs = torch.log_softmax(
-            _never_emit(logits.float(), pad, start_id), dim=-1
-        )
-        vocab = log_probs.size(-1)
-        candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
-        top_scores, top_index = candidates.topk(
-            min(2 * k, k * vocab), dim=-1
-        )  # (B, 2K)
-        new_scores = torch.full((batch, k), float("-inf"), device=device)
-        new_beams = torch.zeros(batch, k, dtype=torch.long, device=device)
-        new_tokens = torch.full(
-            (batch, k), pad, dtype=torch.long, device=device
-        )
-        for b in range(batch):
-            if len(finished[b]) >= k:  # this source is done
-                continue
-            alive = 0
-            for score, index in zip(
-                top_scores[b].tolist(), top_index[b].tolist(), strict=True
-            ):
-                if score == float("-inf"):
-                    break
-                beam, token = divmod(index, vocab)
-                if token == end_id:
-                    ended = torch.cat(
-                        [sequences[b * k + beam], last.new_tensor([end_id])]
-                    )
-                    finished[b].append(
-                        (
-                            score / _length_penalty(step + 1, length_penalty),
-                            ended,
-                        )
-                    )
-                    if len(finished[b]) >= k:
-                        break
-                else:
-                    new_scores[b, alive], new_beams[b, alive] = score, beam
-                    new_tokens[b, alive] = token
-                    alive += 1
-                    if alive == k:
-                        break
-        if all(len(f) >= k for f in finished):
-            break
-        rows = (
-            torch.arange(batch, device=device)[:, None] * k + new_beams
-        ).view(-1)
-        cache.reorder(
-            rows
-        )  # each surviving beam continues from its parent's cache
-        sequences = torch.cat(
-            [sequences[rows], new_tokens.view(-1, 1)], dim=1
-        )
-        scores, last = new_scores, new_tokens.view(-1, 1)
-    else:  # max_len reached: unfinished beams compete with the finished ones
-        for b in range(batch):
-            if len(finished[b]) < k:
-                for beam in range(k):
-                    if scores[b, beam] > float("-inf"):
-                        normalised = scores[b, beam].item() / _length_penalty(
-                            max_len, length_penalty
-                        )
-                        finished[b].append(
-                            (normalised, sequences[b * k + beam])
-                        )
+
+
+def _add_unfinished(
+    finished: list[list[tuple[float, Tensor]]],
+    scores: Tensor,
+    sequences: Tensor,
+    max_len: int,
+    alpha: float,
+) -> None:
+    """At max_len: a source with fewer than k finished sentences gets its
+    live beams as candidates too, scored with the same length penalty."""
+    batch, k = scores.shape
+    penalty = _length_penalty(max_len, alpha)
+    for b in range(batch):
+        if len(finished[b]) < k:
+            for beam in range(k):
+                if scores[b, beam] > float("-inf"):
+                    score = scores[b, beam].item() / penalty
+                    finished[b].append((score, sequences[b * k + beam]))
+
+
+def _best_of(
+    finished: list[list[tuple[float, Tensor]]], pad: int
+) -> tuple[Tensor, Tensor]:
+    """Each source's best (score, tokens), padded into one (B, L) tensor,
+    and the scores (B,)."""
     best = [max(f, key=lambda pair: pair[0]) for f in finished]
     length = max(seq.numel() for _, seq in best)
-    tokens = torch.full((batch, length), pad, dtype=torch.long, device=device)
+    first = best[0][1]
+    tokens = first.new_full((len(best), length), pad)
     for b, (_, seq) in enumerate(best):
         tokens[b, : seq.numel()] = seq
-    return tokens, torch.tensor([score for score, _ in best], device=device)
+    scores = torch.tensor([s for s, _ in best], device=first.device)
+    return tokens, scores
 
 
 # %% [markdown]
@@ -924,9 +1036,8 @@ print(
 
 # %% tags=["nbval-ignore-output"]
 torch.manual_seed(0)
-base = (
-    make_model(1000, 1000, n_layers=2).to(device).eval()
-)  # d_model 512, 8 heads, d_ff 2048
+# d_model 512, 8 heads, d_ff 2048
+base = make_model(1000, 1000, n_layers=2).to(device).eval()
 sentence = seeded_randint(3, 1000, 1, 32, seed=7, device=device)
 
 
@@ -936,16 +1047,13 @@ def generate(use_cache: bool) -> torch.Tensor:
     )
 
 
-assert generate(True).shape == (
-    1,
-    64,
-)  # end_id=-1 is no token: always 64 tokens
+# end_id=-1 is no token: always 64 tokens
+assert generate(True).shape == (1, 64)
 times = time_calls(lambda: generate(True), lambda: generate(False), repeats=3)
 cached, recomputed = (statistics.median(t) for t in times)
-print(
-    f"64 tokens with the cache: {cached:.2f} s, recomputing: {recomputed:.2f} s, "
-    f"{recomputed / cached:.1f}× faster with the cache"
-)
+print(f"64 tokens with the cache: {cached:.2f} s,")
+print(f"recomputing: {recomputed:.2f} s,")
+print(f"{recomputed / cached:.1f}× faster with the cache")
 
 # %% [markdown]
 # Faster, but by less than the $O(n)$ against $O(n^2)$ count suggests. With one sentence, each step is small, and its
@@ -971,7 +1079,8 @@ for bad in [
     try:
         bad()
     except (ValueError, TypeError) as error:
-        print(f"{type(error).__name__}: {error}")
+        message = f"{type(error).__name__}: {error}"
+        print(textwrap.fill(message, width=78, subsequent_indent="    "))
     else:
         raise AssertionError("bad input was accepted")
 

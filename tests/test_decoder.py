@@ -294,6 +294,26 @@ def test_tied_and_shared_embeddings_are_one_tensor():
     assert model.generator.weight is model.tgt_embed.table.weight
 
 
+@pytest.mark.parametrize("tie", [True, False])
+def test_a_loss_on_the_generator_alone_reaches_the_embedding_only_if_tied(
+    tie,
+):
+    torch.manual_seed(0)
+    model = make_model(50, 50, **SMALL, tie_embeddings=tie)
+    src, tgt = ids((2, 4), 17, high=50), ids((2, 3), 18, high=50)
+    with torch.no_grad():  # the decoder's output, with no graph behind it
+        x = model.pos(model.tgt_embed(tgt))
+        h = model.decoder(x, model.encode(src), causal_mask(3))
+    model.generator(h).logsumexp(-1).mean().backward()
+    grad = model.tgt_embed.table.weight.grad
+    assert (grad is not None and grad.abs().max() > 0) == tie
+    shared = (
+        model.generator.weight.data_ptr()
+        == model.tgt_embed.table.weight.data_ptr()
+    )
+    assert shared == tie
+
+
 def test_base_model_parameter_count():
     model = make_model(
         37000, 37000, tie_embeddings=True, share_embeddings=True

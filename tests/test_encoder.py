@@ -219,3 +219,44 @@ def test_padding_invariance(batch):
 def test_bad_n_layers(n_layers):
     with pytest.raises(ValueError, match="n_layers must be a positive int"):
         Encoder(D, H, F, n_layers)
+
+
+def _rotation(k: int, d: int) -> torch.Tensor:
+    """Block-diagonal R_k: each (sin, cos) pair turned by the angle ω_i·k."""
+    speeds = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    cos, sin = torch.cos(k * speeds), torch.sin(k * speeds)
+    r = torch.zeros(d, d, dtype=torch.float64)
+    r[0::2, 0::2], r[0::2, 1::2] = torch.diag(cos), torch.diag(sin)
+    r[1::2, 0::2], r[1::2, 1::2] = torch.diag(-sin), torch.diag(cos)
+    return r.float()
+
+
+@pytest.mark.parametrize("k", [1, 7, 40])
+def test_positional_shift_is_a_rotation(k):
+    table = PositionalEncoding(64, max_len=120).table
+    moved = table[:-k] @ _rotation(k, 64).T
+    torch.testing.assert_close(moved, table[k:], atol=1e-5, rtol=0)
+
+
+def test_rotated_query_attends_exactly_k_back():
+    table, k = PositionalEncoding(64, max_len=120).table, 5
+    positions = torch.arange(k, 120)
+    back = (table @ _rotation(k, 64) @ table.T).argmax(-1)[positions]
+    assert torch.equal(back, positions - k)
+    # control: the unrotated query attends to itself
+    itself = (table @ table.T).argmax(-1)[positions]
+    assert torch.equal(itself, positions)
+
+
+def test_layer_norm_ignores_the_rest_of_the_batch_batch_norm_does_not():
+    scale = torch.logspace(-1, 2, D)
+    x = 3 + scale * seeded_randn(4, 5, D, seed=1)
+    y = torch.cat([x[:1], 3 + scale * seeded_randn(3, 5, D, seed=2)])
+    ln = nn.LayerNorm(D)
+    bn = nn.BatchNorm1d(D)  # training mode: batch statistics
+
+    def batch_norm(t):
+        return bn(t.transpose(1, 2)).transpose(1, 2)
+
+    torch.testing.assert_close(ln(x)[0], ln(y)[0])
+    assert (batch_norm(x)[0] - batch_norm(y)[0]).abs().max() > 0.1

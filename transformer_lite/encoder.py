@@ -11,10 +11,11 @@ from transformer_lite.multi_head import MultiHeadAttention
 
 
 class TokenEmbedding(nn.Module):
-    """A learned vector per token id, multiplied by √d_model (Vaswani et al., 2017, §3.4).
+    """A learned vector per token id, multiplied by √d_model (Vaswani et
+    al., 2017, §3.4).
 
-    The table is initialised with std d_model^-0.5, so after the factor the entries have
-    variance 1, like the positional encodings they are added to.
+    The table is initialised with std d_model^-0.5, so after the factor the
+    entries have variance 1, like the positional encodings they are added to.
 
     Shape:
         tokens (B, L) integer ids in [0, vocab_size). Returns (B, L, D).
@@ -31,30 +32,32 @@ class TokenEmbedding(nn.Module):
         nn.init.normal_(self.table.weight, std=d_model**-0.5)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        if tokens.is_floating_point() or tokens.dtype == torch.bool:
-            raise TypeError(
-                f"tokens must be integer token ids, got dtype {tokens.dtype}"
-            )
-        if tokens.numel() and (
-            tokens.min() < 0 or tokens.max() >= self.vocab_size
-        ):
-            bad = (
-                tokens[(tokens < 0) | (tokens >= self.vocab_size)]
-                .unique()[:5]
-                .tolist()
-            )
-            raise ValueError(
-                f"token ids must be in [0, {self.vocab_size}) for vocab_size={self.vocab_size}, "
-                f"got {bad}"
-            )
+        _check_token_ids(tokens, self.vocab_size)
         return self.table(tokens) * math.sqrt(self.d_model)  # (B, L, D)
 
 
-class PositionalEncoding(nn.Module):
-    """Adds the sinusoidal position table of Vaswani et al. (2017, §3.5), then dropout.
+def _check_token_ids(tokens: Tensor, vocab_size: int) -> None:
+    """Refuse float or bool tensors, and ids outside [0, vocab_size),
+    naming up to five of the bad ids."""
+    if tokens.is_floating_point() or tokens.dtype == torch.bool:
+        raise TypeError(
+            f"tokens must be integer token ids, got dtype {tokens.dtype}"
+        )
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        outside = (tokens < 0) | (tokens >= vocab_size)
+        bad = tokens[outside].unique()[:5].tolist()
+        raise ValueError(
+            f"token ids must be in [0, {vocab_size}) for "
+            f"vocab_size={vocab_size}, got {bad}"
+        )
 
-    ``offset`` shifts the positions, for decoding one step at a time: a token at position
-    t gets row t of the table.
+
+class PositionalEncoding(nn.Module):
+    """Adds the sinusoidal position table of Vaswani et al. (2017, §3.5),
+    then dropout.
+
+    ``offset`` shifts the positions, for decoding one step at a time: a token
+    at position t gets row t of the table.
 
     Shape:
         x (B, L, D) with offset + L <= max_len. Returns (B, L, D).
@@ -68,42 +71,34 @@ class PositionalEncoding(nn.Module):
             raise ValueError(
                 f"d_model={d_model} must be even for sine/cosine pairs"
             )
-        position = torch.arange(max_len, dtype=torch.float64)[
-            :, None
-        ]  # (max_len, 1)
-        frequency = 10000.0 ** (
-            -torch.arange(0, d_model, 2, dtype=torch.float64) / d_model
-        )
-        table = torch.zeros(max_len, d_model, dtype=torch.float64)
-        table[:, 0::2] = torch.sin(
-            position * frequency
-        )  # even features: sine
-        table[:, 1::2] = torch.cos(
-            position * frequency
-        )  # odd features: cosine
-        self.register_buffer(
-            "table", table.float(), persistent=False
-        )  # (max_len, D)
+        f64 = torch.float64
+        position = torch.arange(max_len, dtype=f64)[:, None]  # (max_len, 1)
+        i2 = torch.arange(0, d_model, 2, dtype=f64)  # 2i = 0, 2, 4, ...
+        angle = position * 10000.0 ** (-i2 / d_model)  # (max_len, D/2)
+        table = torch.zeros(max_len, d_model, dtype=f64)
+        table[:, 0::2] = torch.sin(angle)  # even features: sine
+        table[:, 1::2] = torch.cos(angle)  # odd features: cosine
+        # a buffer: moves with .to(device), is not trained or saved
+        self.register_buffer("table", table.float(), persistent=False)
         self.max_len = max_len
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
-        length = x.size(1)
-        if offset + length > self.max_len:
+        end = offset + x.size(1)
+        if end > self.max_len:
             raise ValueError(
-                f"positions up to {offset + length} do not fit the positional table "
-                f"(max_len={self.max_len}); build PositionalEncoding with a larger max_len"
+                f"positions up to {end} do not fit the positional table "
+                f"(max_len={self.max_len}); build PositionalEncoding "
+                "with a larger max_len"
             )
-        return self.dropout(
-            x + self.table[offset : offset + length]
-        )  # (B, L, D)
+        return self.dropout(x + self.table[offset:end])  # (B, L, D)
 
 
 class FeedForward(nn.Module):
     """Position-wise feed-forward network: w_2(dropout(relu(w_1(x)))) (§3.3).
 
     Shape:
-        x (B, L, D). Returns (B, L, D); the hidden layer is (B, L, F) with F = d_ff.
+        x (B, L, D). Returns (B, L, D); hidden layer (B, L, F), F = d_ff.
     """
 
     def __init__(
@@ -119,15 +114,15 @@ class FeedForward(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """One encoder layer: self-attention, then feed-forward, each with a residual
-    connection, dropout and LayerNorm.
+    """One encoder layer: self-attention, then feed-forward, each with a
+    residual connection, dropout and LayerNorm.
 
     Post-norm (the paper, the default): x = norm(x + sublayer(x)).
     Pre-norm (``norm_first=True``):      x = x + sublayer(norm(x)).
 
     Shape:
-        x (B, S, D); mask bool, True = may attend, broadcastable to (B, H, S, S), e.g.
-        ``padding_mask`` (B, 1, 1, S). Returns (B, S, D).
+        x (B, S, D); mask bool, True = may attend, broadcastable to
+        (B, H, S, S), e.g. ``padding_mask`` (B, 1, 1, S). Returns (B, S, D).
     """
 
     def __init__(
@@ -168,11 +163,12 @@ class EncoderLayer(nn.Module):
 
     @classmethod
     def from_torch(cls, layer: nn.TransformerEncoderLayer) -> "EncoderLayer":
-        """An EncoderLayer with the weights of ``layer``, giving the same outputs (batch
-        first, masks True = may attend)."""
+        """An EncoderLayer with the weights of ``layer``, giving the same
+        outputs (batch first, masks True = may attend)."""
         if not isinstance(layer, nn.TransformerEncoderLayer):
             raise TypeError(
-                f"expected nn.TransformerEncoderLayer, got {type(layer).__name__}"
+                "expected nn.TransformerEncoderLayer, "
+                f"got {type(layer).__name__}"
             )
         return _from_torch_layer(cls, layer, {"self_attn": "self_attn"})
 
@@ -180,9 +176,10 @@ class EncoderLayer(nn.Module):
 def _from_torch_layer(
     cls: type, layer: nn.Module, attentions: dict[str, str]
 ) -> nn.Module:
-    """Build ``cls`` (EncoderLayer or DecoderLayer) with the sizes and weights of a PyTorch
-    transformer layer: each of our attentions from the named PyTorch one, linear1/2 into
-    ff.w_1/w_2, normN into normN; on the layer's device, in its dtype and mode."""
+    """Build ``cls`` (EncoderLayer or DecoderLayer) with the sizes and
+    weights of a PyTorch transformer layer: each of our attentions from the
+    named PyTorch one, linear1/2 into ff.w_1/w_2, normN into normN; on the
+    layer's device, in its dtype and mode."""
     activation = layer.activation
     if activation is not torch.nn.functional.relu and not isinstance(
         activation, nn.ReLU
@@ -200,27 +197,27 @@ def _from_torch_layer(
         bias=layer.linear1.bias is not None,
     )
     for ours, theirs in attentions.items():
-        setattr(
-            new, ours, MultiHeadAttention.from_torch(getattr(layer, theirs))
-        )
+        attn = MultiHeadAttention.from_torch(getattr(layer, theirs))
+        setattr(new, ours, attn)
     with torch.no_grad():
         new.ff.w_1.load_state_dict(layer.linear1.state_dict())
         new.ff.w_2.load_state_dict(layer.linear2.state_dict())
         for name, norm in new.named_children():
             if name.startswith("norm"):
                 norm.load_state_dict(getattr(layer, name).state_dict())
-    weight = layer.linear1.weight  # keep the PyTorch layer's device and dtype
-    return new.to(device=weight.device, dtype=weight.dtype).train(
-        layer.training
-    )
+    weight = layer.linear1.weight  # keep the layer's device and dtype
+    new = new.to(device=weight.device, dtype=weight.dtype)
+    return new.train(layer.training)
 
 
 class Encoder(nn.Module):
     """A stack of ``n_layers`` EncoderLayers, each built fresh; in pre-norm
-    (``norm_first=True``) the stack ends with a LayerNorm, in post-norm it does not.
+    (``norm_first=True``) the stack ends with a LayerNorm, in post-norm it
+    does not.
 
     Shape:
-        x (B, S, D) embedded source; mask as in ``EncoderLayer``. Returns (B, S, D).
+        x (B, S, D) embedded source; mask as in ``EncoderLayer``.
+        Returns (B, S, D).
     """
 
     def __init__(
@@ -235,14 +232,7 @@ class Encoder(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if (
-            isinstance(n_layers, bool)
-            or not isinstance(n_layers, int)
-            or n_layers < 1
-        ):
-            raise ValueError(
-                f"n_layers must be a positive int, got {n_layers!r}"
-            )
+        _check_n_layers(n_layers)
         self.layers = nn.ModuleList(
             EncoderLayer(
                 d_model, n_heads, d_ff, dropout, norm_first, eps, bias
@@ -260,36 +250,51 @@ class Encoder(nn.Module):
 
     @classmethod
     def from_torch(cls, encoder: nn.TransformerEncoder) -> "Encoder":
-        """An Encoder with the weights of ``encoder``: its layers and its final norm."""
-        if not isinstance(encoder, nn.TransformerEncoder):
-            raise TypeError(
-                f"expected nn.TransformerEncoder, got {type(encoder).__name__}"
-            )
-        layers = [EncoderLayer.from_torch(layer) for layer in encoder.layers]
-        first = layers[0]
-        if (encoder.norm is not None) != first.norm_first:
-            raise ValueError(
-                "this Encoder ends with a LayerNorm exactly when norm_first=True; got "
-                f"norm_first={first.norm_first} with norm={encoder.norm}"
-            )
-        attn, ff = first.self_attn, first.ff
-        new = cls(
-            attn.d_model,
-            attn.n_heads,
-            ff.w_1.out_features,
-            n_layers=len(layers),
-            dropout=ff.dropout.p,
-            norm_first=first.norm_first,
-            eps=first.norm1.eps,
-            bias=ff.w_1.bias is not None,
+        """An Encoder with the weights of ``encoder``: its layers and its
+        final norm."""
+        return _encoder_from_torch(cls, encoder)
+
+
+def _check_n_layers(n_layers: object) -> None:
+    if (
+        isinstance(n_layers, bool)
+        or not isinstance(n_layers, int)
+        or n_layers < 1
+    ):
+        raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+
+
+def _encoder_from_torch(cls: type, encoder: nn.Module) -> nn.Module:
+    """``Encoder.from_torch``: the layers one by one, then the final norm."""
+    if not isinstance(encoder, nn.TransformerEncoder):
+        raise TypeError(
+            f"expected nn.TransformerEncoder, got {type(encoder).__name__}"
         )
-        new.layers = nn.ModuleList(layers)
-        if new.norm is not None:
-            new.norm.load_state_dict(encoder.norm.state_dict())
-        weight = ff.w_1.weight
-        return new.to(device=weight.device, dtype=weight.dtype).train(
-            encoder.training
+    layers = [EncoderLayer.from_torch(layer) for layer in encoder.layers]
+    first = layers[0]
+    if (encoder.norm is not None) != first.norm_first:
+        raise ValueError(
+            "this Encoder ends with a LayerNorm exactly when "
+            f"norm_first=True; got norm_first={first.norm_first} "
+            f"with norm={encoder.norm}"
         )
+    attn, ff = first.self_attn, first.ff
+    new = cls(
+        attn.d_model,
+        attn.n_heads,
+        ff.w_1.out_features,
+        n_layers=len(layers),
+        dropout=ff.dropout.p,
+        norm_first=first.norm_first,
+        eps=first.norm1.eps,
+        bias=ff.w_1.bias is not None,
+    )
+    new.layers = nn.ModuleList(layers)
+    if new.norm is not None:
+        new.norm.load_state_dict(encoder.norm.state_dict())
+    weight = ff.w_1.weight
+    new = new.to(device=weight.device, dtype=weight.dtype)
+    return new.train(encoder.training)
 
 
 __all__ = [
