@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 2. Scaling by √d_k
+# # 2. Scaling by √dₖ
 #
 # Chapter 1 built attention as $\mathrm{softmax}(QK^\top)V$. The paper's version has one more factor:
 #
