@@ -46,7 +46,7 @@ from torch import Tensor
 
 
 def get_device() -> torch.device:
-    """The device to compute on: the first CUDA GPU if there is one, else the CPU."""
+    """The device to compute on: the first CUDA GPU if any, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -58,8 +58,8 @@ def seeded_randn(
 ) -> Tensor:
     """Standard-normal numbers that do not depend on the device.
 
-    They are drawn on the CPU from a generator seeded with ``seed``, then moved to
-    ``device``, so a seed gives the same numbers on every machine.
+    They are drawn on the CPU from a generator seeded with ``seed``, then
+    moved to ``device``, so a seed gives the same numbers on every machine.
 
     Shape:
         ``shape``, e.g. ``seeded_randn(2, 5, 8, seed=0)`` is (2, 5, 8).
@@ -75,8 +75,9 @@ def seeded_randint(
     seed: int,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Random integers in [low, high), e.g. token ids, drawn like ``seeded_randn``: on the
-    CPU from a generator seeded with ``seed``, then moved to ``device``.
+    """Random integers in [low, high), e.g. token ids, drawn like
+    ``seeded_randn``: on the CPU from a generator seeded with ``seed``, then
+    moved to ``device``.
 
     Shape:
         ``shape``, e.g. ``seeded_randint(3, 40, 2, 6, seed=0)`` is (2, 6).
@@ -91,6 +92,7 @@ import statistics
 import matplotlib.pyplot as plt
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 device = get_device()
 torch.manual_seed(0)
@@ -180,15 +182,18 @@ def plot_attention(
     """Draw a score or weight matrix as a heatmap: queries down, keys across.
 
     Shape:
-        weights: (Lq, Lk), on any device; Lq ``query_tokens``, Lk ``key_tokens``.
+        weights: (Lq, Lk), on any device; Lq ``query_tokens``, Lk
+        ``key_tokens``.
     """
-    import matplotlib.pyplot as plt  # here, so the package does not need matplotlib
+    # imported here, so that the package does not need matplotlib
+    import matplotlib.pyplot as plt
 
     weights = weights.detach().float().cpu().numpy()
     if weights.shape != (len(query_tokens), len(key_tokens)):
         raise ValueError(
             f"weights of shape {tuple(weights.shape)} do not fit "
-            f"{len(query_tokens)} query tokens and {len(key_tokens)} key tokens"
+            f"{len(query_tokens)} query tokens and "
+            f"{len(key_tokens)} key tokens"
         )
     if ax is None:
         _, ax = plt.subplots()
@@ -245,13 +250,12 @@ plt.show()
 # matrices by itself; in the paper, $W_Q$ and $W_K$ are learned per head (§3.2.2).
 
 # %%
+animal, furniture, action = (
+    features.index(f) for f in ["animal", "furniture", "action"]
+)
 W_q = torch.zeros(4, 4, device=device)
-W_q[features.index("action"), features.index("animal")] = (
-    2.0  # a verb looks for an animal
-)
-W_q[features.index("animal"), features.index("furniture")] = (
-    1.0  # an animal looks for where it is
-)
+W_q[action, animal] = 2.0  # a verb looks for an animal
+W_q[animal, furniture] = 1.0  # an animal looks for where it is
 W_k = torch.eye(4, device=device)
 Q, K = X @ W_q, X @ W_k
 scores = Q @ K.T  # (L, L): score of query i against key j
@@ -276,11 +280,11 @@ assert not torch.allclose(scores, scores.T)
 # %%
 cat, kitten = E["cat"], E["kitten"]
 for name, key in [("cat", cat), ("2·cat", 2 * cat)]:
+    cosine = F.cosine_similarity(kitten, key, dim=0).item()
     print(
         f"kitten·{name:5} = {(kitten @ key).item():.3f}   "
-        f"cos(kitten, {name:5}) = {F.cosine_similarity(kitten, key, dim=0).item():.3f}"
+        f"cos(kitten, {name:5}) = {cosine:.3f}"
     )
-torch.testing.assert_close(kitten @ (2 * cat), 2 * (kitten @ cat))
 
 # %% [markdown]
 # This matters because the scores go through a softmax next (below), and the softmax is sensitive to how far apart
@@ -302,20 +306,19 @@ def softmax(scores: Tensor, dim: int = -1) -> Tensor:
 
     softmax(s)_j = exp(s_j) / sum_j' exp(s_j').
 
-    The maximum is subtracted first: the result is the same, and ``exp`` cannot
-    overflow. A row whose scores are all -inf (a query with nothing it may attend
-    to, chapter 3) gets all-zero weights, not NaN, as in
+    The maximum is subtracted first: the result is the same, and ``exp``
+    cannot overflow. A row whose scores are all -inf (a query with nothing
+    it may attend to, chapter 3) gets all-zero weights, not NaN, as in
     ``F.scaled_dot_product_attention``.
 
     Shape:
         scores: any shape; the output has the same shape.
     """
     peak = scores.amax(dim=dim, keepdim=True)
-    peak = peak.masked_fill(
-        peak == float("-inf"), 0.0
-    )  # all -inf: shift by 0 instead
+    # a row of all -inf: shift by 0 instead
+    peak = peak.masked_fill(peak == float("-inf"), 0.0)
     exp = (scores - peak).exp()
-    total = exp.sum(dim=dim, keepdim=True)  # >= 1 unless every score is -inf
+    total = exp.sum(dim=dim, keepdim=True)  # >= 1 unless all scores are -inf
     return exp / total.masked_fill(total == 0, 1.0)
 
 
@@ -328,20 +331,31 @@ big = torch.tensor([1000.0, 999.0, 0.0], device=device)
 naive = big.exp() / big.exp().sum()
 print("naive :", [round(w, 4) for w in naive.tolist()])
 print("ours  :", [round(w, 4) for w in softmax(big).tolist()])
+assert naive.isnan().any()  # the naive formula overflows
 torch.testing.assert_close(softmax(big), torch.softmax(big, dim=-1))
 
 # %% [markdown]
 # The naive formula gives `nan` (infinity over infinity); the shifted one gives the right answer, the same as
 # `torch.softmax`. (The function has one more guard, for a row of scores that are all $-\infty$; chapter 3 needs it
-# and explains it.) Back to lengths: multiply a query by 1, 2 and 4, and watch the largest weight grow.
+# and explains it.) Back to lengths: multiply the query of "sat" by 1, 2 and 4, and watch the largest weight grow.
+# The control scores with cosines instead of dot products.
 
 # %%
+sat_query = Q[sentence.index("sat")]
+top_weights = {"dot product": [], "cosine": []}
 for scale in [1, 2, 4]:
-    weights = softmax(scale * Q[sentence.index("sat")] @ K.T)
-    top = sentence[weights.argmax()]
+    by_dot = softmax(scale * sat_query @ K.T)
+    by_cosine = softmax(F.cosine_similarity(scale * sat_query, K, dim=-1))
+    top_weights["dot product"].append(by_dot.max().item())
+    top_weights["cosine"].append(by_cosine.max().item())
     print(
-        f"query × {scale}: largest weight {weights.max().item():.3f} on '{top}'"
+        f"query × {scale}: largest weight {by_dot.max().item():.3f} "
+        f"on '{sentence[by_dot.argmax()]}'; "
+        f"with cosines {by_cosine.max().item():.3f}"
     )
+dot_top, cosine_top = top_weights["dot product"], top_weights["cosine"]
+assert dot_top[0] < dot_top[1] < dot_top[2]  # longer query, sharper
+assert max(cosine_top) - min(cosine_top) < 1e-6  # the control: no change
 
 # %% [markdown]
 # (ch1-values)=
@@ -351,35 +365,56 @@ for scale in [1, 2, 4]:
 # $\sum_j w_{ij} v_j$: the values, mixed in the proportions the weights say. Keys decide *how much* of each word
 # comes through; values decide *what* comes through.
 #
-# Why not use the key for both? Because "what I should be found by" and "what I should pass on" are different
-# jobs. Take your sketch of three words, each attending to the others. Keep the queries and keys fixed and change
-# only the values: the weights cannot change (they never see $V$), but the output does.
+# Why not use the key for both? Because "how to find me" and "what I pass on" are different jobs. Take your sketch
+# of three words and store it as a small memory: each word's vector says *where* it is (a one-hot position, three
+# features) and *what* it is (a one-hot word from a five-word vocabulary). A query asks "which word is at position
+# $p$?". The key keeps only the position part, which is what the query must match; the value keeps only the word
+# part, which is the answer.
 
 # %%
-words = ["I", "love", "tea"]
-q = seeded_randn(3, 4, seed=2, device=device)  # (L, Dk)
-k = seeded_randn(3, 4, seed=3, device=device)  # (L, Dk)
-v_a = seeded_randn(
-    3, 5, seed=4, device=device
-)  # (L, Dv): one choice of values
-v_b = seeded_randn(3, 5, seed=5, device=device)  # (L, Dv): another, same keys
+vocab = ["I", "you", "love", "tea", "coffee"]
 
-weights_a = softmax(q @ k.T)
-weights_b = softmax(q @ k.T)
-out_a, out_b = weights_a @ v_a, weights_b @ v_b
-torch.testing.assert_close(weights_a, weights_b)  # same keys: same weights
-assert not torch.allclose(out_a, out_b)  # other values: other output
-print(
-    "row sums of the weights:",
-    [round(x, 4) for x in weights_a.sum(-1).tolist()],
-)
-print("output of 'I', values A:", [round(x, 3) for x in out_a[0].tolist()])
-print("output of 'I', values B:", [round(x, 3) for x in out_b[0].tolist()])
+
+def memory(words: list[str]) -> Tensor:
+    """One row per word: [one-hot position (3) | one-hot word (5)]."""
+    where = torch.eye(len(words))
+    what = torch.eye(len(vocab))[[vocab.index(w) for w in words]]
+    return torch.cat([where, what], dim=1).to(device)  # (L, 8)
+
+
+W_K = torch.eye(8, device=device)[:, :3]  # (8, Dk=3): keys keep "where"
+W_V = torch.eye(8, device=device)[:, 3:]  # (8, Dv=5): values keep "what"
+queries = 10 * torch.eye(3, device=device)  # row p: "what is at p?"
 
 # %% [markdown]
-# Notice that $V$ can even have a different width from $K$ (here 5 against 4): the paper calls them $d_v$ and
-# $d_k$ (§3.2.2). In a trained model, the key of a noun might encode "I am a noun that can be a subject" while its
-# value carries what the noun means. Splitting the two lets the model match on one thing and pass on another.
+# We read two different memories with the same three queries. With separate values, the output is a word vector,
+# and its largest entry names the word. The control sets $V = K$: the same weights, mixing the keys instead.
+
+# %%
+answers, weights, outputs_v_is_k = [], [], []
+for words in [["I", "love", "tea"], ["you", "love", "coffee"]]:
+    K, V = memory(words) @ W_K, memory(words) @ W_V  # (3, 3), (3, 5)
+    w = softmax(queries @ K.T)  # (3, 3): the weights
+    out, out_v_is_k = w @ V, w @ K  # (3, 5) words; control (3, 3)
+    answers.append([vocab[i] for i in out.argmax(-1).tolist()])
+    weights.append(w)
+    outputs_v_is_k.append(out_v_is_k)
+    print(f"stored {' '.join(words):15} read with V: {' '.join(answers[-1])}")
+    row = [round(a, 3) for a in out_v_is_k[2].tolist()]
+    print(f"{'':22}V = K, position 2: {row}")
+assert answers == [["I", "love", "tea"], ["you", "love", "coffee"]]
+torch.testing.assert_close(weights[0], weights[1])  # same keys, same weights
+torch.testing.assert_close(outputs_v_is_k[0], outputs_v_is_k[1])  # V = K
+
+# %% [markdown]
+# With values, every query reads the word stored at its position, in both memories: the output follows what is
+# stored, while the weights are the same for both (they never see $V$, and the keys, positions, did not change).
+# With $V = K$ the output is the key of the position asked for, $[0, 0, 1]$ for position 2, whether "tea" or
+# "coffee" is stored there. It answers *where*, which the query already knew; the two memories give identical
+# outputs, so no read-out of them can say which word is stored. With $V = K$ a word can pass on only what it is
+# found by. Putting everything in the key is no way out: then everything a word passes on would also take part
+# in the matching. A separate $W_V$ lets each projection do one job; the paper learns both, per head
+# (§3.2.2), and $V$ may even have a different width from $K$ (here 5 against 3): $d_v$ and $d_k$.
 #
 # ## All queries at once: $\mathrm{softmax}(QK^\top)V$
 #
@@ -390,7 +425,8 @@ print("output of 'I', values B:", [round(x, 3) for x in out_b[0].tolist()])
 
 # %% tags=["export"]
 def check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
-    """Raise a ValueError naming the sizes if query, key and value do not fit together.
+    """Raise a ValueError naming the sizes if query, key and value do not
+    fit together.
 
     Shape:
         query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv).
@@ -416,15 +452,16 @@ def check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
 def dot_product_attention(
     query: Tensor, key: Tensor, value: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Unscaled dot-product attention, softmax(Q Kᵀ) V, for every query at once.
+    """Unscaled dot-product attention, softmax(Q Kᵀ) V, for every query at
+    once.
 
-    Chapter 2's ``scaled_dot_product_attention`` adds the paper's 1/√d_k factor; this
-    is the version without it, for learning.
+    Chapter 2's ``scaled_dot_product_attention`` adds the paper's 1/√d_k
+    factor; this is the version without it, for learning.
 
     Shape:
-        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv), where ... is any
-        number of batch dimensions that broadcast. Returns output (..., Lq, Dv) and
-        weights (..., Lq, Lk).
+        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv), where
+        ... is any number of batch dimensions that broadcast. Returns output
+        (..., Lq, Dv) and weights (..., Lq, Lk).
     """
     check_qkv(query, key, value)
     scores = query @ key.transpose(-2, -1)  # (..., Lq, Lk)
@@ -457,7 +494,8 @@ print("loop and matrix form agree; weights:", tuple(matrix_weights.shape))
 
 # %% [markdown]
 # To time two pieces of code fairly on a busy machine, run them in turns (first, second, then second, first, ...) so
-# a slow moment hits both alike, and compare medians: one call that stalls does not move a median. `time_calls` does that,
+# a slow moment hits both alike, and compare medians: one call that stalls does not move a median. `time_calls`
+# does that,
 # and it waits for the GPU around each call, because GPU work runs after Python returns. It is exported: the
 # introduction and the benchmarks (`python -m benchmarks`, see the Performance appendix) time everything with it.
 
@@ -465,11 +503,13 @@ print("loop and matrix form agree; weights:", tuple(matrix_weights.shape))
 def time_calls(
     *fns: Callable[[], object], repeats: int = 5, warmup: int = 1
 ) -> list[list[float]]:
-    """Wall-clock seconds of each ``fn()``, ``repeats`` times each, after ``warmup`` calls.
+    """Wall-clock seconds of each ``fn()``, ``repeats`` times each, after
+    ``warmup`` calls.
 
-    The functions take turns, in alternating order (f, g, then g, f, ...), so a slow
-    moment of the machine falls on all of them alike and none always runs after another.
-    A GPU is synchronised before and after every call.
+    The functions take turns, in alternating order (f, g, then g, f, ...),
+    so a slow moment of the machine falls on all of them alike and none
+    always runs after another. A GPU is synchronised before and after every
+    call.
 
     Returns one list of ``repeats`` times per function, in the order given.
     """
@@ -512,13 +552,13 @@ loop_s, matrix_s = (
     statistics.median(loop_times),
     statistics.median(matrix_times),
 )
-print(
-    f"L={L}: loop over positions {loop_s * 1e3:.1f} ms, "
-    f"one matrix product {matrix_s * 1e3:.2f} ms, {loop_s / matrix_s:.0f}× faster"
-)
+print(f"L={L}: loop over positions {loop_s * 1e3:.1f} ms")
+print(f"{'':6} matrix form {matrix_s * 1e3:.2f} ms")
+print(f"{'':6} the loop takes {loop_s / matrix_s:.1f} times as long")
 
 # %% [markdown]
-# The numbers are the same, and the matrix form is much faster (your machine prints its own timing above). The loop
+# The numbers are the same. On a machine that is not busy with other work the matrix form is many times faster (your
+# machine prints its own timing above; a busy one narrows the gap, since both then wait for the cores). The loop
 # was never *necessary*: no position's output depends on another position's output, so all of them can be computed
 # at once, and a matrix product is exactly the operation that hardware runs in parallel.
 #
@@ -531,18 +571,14 @@ print(
 
 # %%
 t = 300
-alone, _ = dot_product_attention(
-    x[t : t + 1], x, x
-)  # query t by itself, against all keys
-torch.testing.assert_close(
-    alone[0], matrix_out[t]
-)  # needs nothing from positions 0..299's outputs
+# query t by itself, against all keys: it needs nothing from the outputs
+# of positions 0 .. 299
+alone, _ = dot_product_attention(x[t : t + 1], x, x)
+torch.testing.assert_close(alone[0], matrix_out[t])
 
 rnn = nn.RNN(d, d, batch_first=True).to(device)
 with torch.no_grad():
-    states, _ = rnn(
-        x.unsqueeze(0)
-    )  # (1, L, d): h_0 ... h_{L-1}, computed in order
+    states, _ = rnn(x.unsqueeze(0))  # (1, L, d): h_0 ... h_{L-1}, in order
     restarted, _ = rnn(x[t:].unsqueeze(0))  # start at t without h_{t-1}
 gap = (restarted[0, 0] - states[0, t]).abs().max().item()
 assert gap > 0.1
@@ -554,13 +590,75 @@ print(f"RNN state at t={t}, without h_(t-1): off by more than 0.1")
 # cannot be had without first running the 300 steps before it. The paper's Table 1 puts this as *sequential
 # operations*: $O(n)$ for a recurrent layer, $O(1)$ for self-attention.
 #
-# What does that cost in time? Below, one RNN layer and one attention layer of the paper's width, $d = 512$, process
-# a batch of 16 sequences of growing length $L$.
+# What does that cost? A fair comparison needs two whole layers. `nn.RNN` has two $d \times d$ matrices, one for
+# the input and one for the state. A self-attention layer has four: the projections $W_Q, W_K, W_V$ that make
+# queries, keys and values from the same input, and $W_O$ after the weighted sum (chapter 4 builds this layer with
+# several heads; the arithmetic is the same). Here it is with one head, around the function above:
+
+
+# %%
+class AttentionLayer(nn.Module):
+    """One self-attention layer: project, attend, project back."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.w_q = nn.Linear(d_model, d_model)
+        self.w_k = nn.Linear(d_model, d_model)
+        self.w_v = nn.Linear(d_model, d_model)
+        self.w_o = nn.Linear(d_model, d_model)
+
+    def forward(self, x: Tensor) -> Tensor:  # x (B, L, D)
+        q, k, v = self.w_q(x), self.w_k(x), self.w_v(x)  # (B, L, D) each
+        out, _ = dot_product_attention(q, k, v)  # (B, L, D)
+        return self.w_o(out)
+
+
+d_model = 512
+wide_rnn = nn.RNN(d_model, d_model, batch_first=True)
+attention_layer = AttentionLayer(d_model)
+
+# %% [markdown]
+# First the arithmetic, counted by PyTorch's `FlopCounterMode` (it counts the matrix products; a multiply-add is
+# two FLOPs). We count on the CPU, where `nn.RNN` runs as plain matrix products; on a GPU it is a single cuDNN call
+# that the counter cannot see into, and the arithmetic is the same. Per sequence, the RNN does $2Ld^2$
+# multiply-adds. The attention layer does $4Ld^2$ in its projections
+# and $2L^2d$ in its core, $QK^\top$ and the weighted sum. The paper's Table 1 lists only the core's
+# $O(L^2 \cdot d)$ for self-attention: the projections' $O(L \cdot d^2)$ is of the same order as the whole
+# recurrent layer.
+
+
+# %%
+def multiply_adds(layer: nn.Module, x: Tensor) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        layer(x)
+    return counter.get_total_flops() // 2
+
+
+lengths = [16, 64, 256, 512, 1024]
+print("    L   RNN (M)   attention layer (M)   of it the core   ratio")
+for length in lengths:
+    x1 = seeded_randn(1, length, d_model, seed=length)  # on the CPU
+    r, a = multiply_adds(wide_rnn, x1), multiply_adds(attention_layer, x1)
+    core = 2 * length**2 * d_model
+    print(
+        f"{length:5d} {r / 1e6:9.0f} {a / 1e6:21.0f} {core / 1e6:16.0f}"
+        f" {a / r:7.2f}"
+    )
+    assert r == 2 * length * d_model**2
+    assert a == 4 * length * d_model**2 + core  # 2 + L/d times the RNN's
+
+# %% [markdown]
+# So the attention layer never does less arithmetic than the RNN: $2 + L/d$ times as much, from 2.03 at $L = 16$
+# to 4 at $L = 1024$. Below $L = d$ it is the projections that make most of it, above $L = d$ the core. (Counting the
+# core alone, as Table 1 does, attention would be the cheaper one while $L < d$.) What attention saves is steps: the
+# RNN runs $L$ of them in a row, the attention layer four (the three input projections side by side, then
+# $QK^\top$, the weighted sum and $W_O$), whatever $L$ is.
+#
+# Now the clock: both layers on a batch of 16 sequences, in turns with `time_calls`. The timings are this machine's
+# and change from run to run (the tests do not check them); the counts above do not.
 
 # %% tags=["nbval-ignore-output"]
-d_model = 512
-wide_rnn = nn.RNN(d_model, d_model, batch_first=True).to(device)
-lengths = [16, 32, 64, 128, 256, 512, 1024]
+wide_rnn.to(device), attention_layer.to(device)
 rnn_ms, attention_ms = [], []
 with torch.no_grad():
     for length in lengths:
@@ -569,20 +667,20 @@ with torch.no_grad():
             / d_model**0.5
         )
         rnn_times, attention_times = time_calls(
-            lambda: wide_rnn(batch),
-            lambda: dot_product_attention(batch, batch, batch),
+            lambda: wide_rnn(batch), lambda: attention_layer(batch)
         )
         rnn_ms.append(1e3 * statistics.median(rnn_times))
         attention_ms.append(1e3 * statistics.median(attention_times))
 for length, r, a in zip(lengths, rnn_ms, attention_ms, strict=True):
     print(
-        f"L={length:5d}: RNN {r:7.2f} ms  attention {a:7.2f} ms  ratio {r / a:5.1f}"
+        f"L={length:5d}: nn.RNN {r:8.2f} ms   attention layer {a:8.2f} ms"
+        f"   RNN / attention {r / a:5.1f}"
     )
 
 # %%
 fig, ax = plt.subplots()
 ax.loglog(lengths, rnn_ms, "o-", label="nn.RNN: L steps in a row")
-ax.loglog(lengths, attention_ms, "s-", label="attention: one batched product")
+ax.loglog(lengths, attention_ms, "s-", label="attention layer: 4 steps")
 ax.axvline(d_model, color="gray", linestyle=":", label="L = d")
 ax.set_xlabel("sequence length L")
 ax.set_ylabel("forward time (ms), batch 16")
@@ -591,18 +689,22 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# Read this plot with care; it is not "attention is always faster". The RNN's time grows in proportion to $L$: $L$
-# steps, each waiting for the one before. Attention's grows faster, like $L^2$, because every query meets every
-# key. Counting multiply-adds per layer, a recurrent layer costs $O(L \cdot d^2)$ and self-attention
-# $O(L^2 \cdot d)$ (the paper's Table 1), so self-attention is the cheaper one while $L < d$. On the machine that
-# built this book (2 CPU cores) attention was over ten times faster for short sequences, and the gap closed as $L$
-# approached $d = 512$; yours prints its own numbers above.
-# Sentences are usually much shorter than 512 tokens, which is the case the paper designed for.
+# The counts hold on any machine; what the clock makes of them depends on the hardware. The RNN's time grows in
+# proportion to $L$: $L$ steps, each waiting for the one before, each a product of only 16 rows. The attention
+# layer's time follows its arithmetic, done in a few large products: roughly like $L$ while the projections
+# dominate, then like $L^2$ past $L = d$.
 #
-# The larger difference does not show on 2 cores. The RNN's $L$ steps must run one after another on *any*
-# hardware, while attention's work is one batch of independent multiply-adds that a GPU with thousands of cores
-# runs at once. That is how the paper trains its base model in 12 hours on 8 GPUs (§5.2): the length of a sentence
-# stops being a length of time.
+# On the 2 CPU cores that built this page, fewer steps do not pay for more arithmetic: a product of 16 rows by a
+# $512 \times 512$ matrix already keeps two cores busy, so the RNN loses little by waiting, and in a quiet run the
+# attention layer is the slower one from $L = 64$ on (the run stored above shows it; timings on a shared machine
+# also jump from run to run, as its first row may). Parallel hardware turns this round. On one H200 GPU (the same
+# cell, measured while writing this page) the attention layer took as long as the RNN at $L = 16$ (0.34 against
+# 0.36 ms) and was 6 to 8 times faster from $L = 256$ to $1024$ (1.8 against 11.2 ms at $L = 1024$), although it
+# did 2.5 to 4 times the arithmetic: the GPU runs its large products at once, while the RNN's steps still wait for
+# one another. The ratio falls again at $L = 1024$, where the $L^2$ core takes over: that is the price in the first
+# column of Table 1. Sentences are usually much shorter than 512 tokens, the case the paper designed for, and
+# training on GPUs is where the steps count: the paper trains its base model in 12 hours on 8 GPUs (§5.2). The
+# length of a sentence stops being a length of time.
 #
 # (ch1-soft-hard)=
 # ## Soft or hard? Global or local?
@@ -612,9 +714,8 @@ plt.show()
 # gradient. Take one query's scores, make them require gradients, and backpropagate through both:
 
 # %%
-scores = seeded_randn(
-    6, seed=7
-).requires_grad_()  # one query against 6 keys (on the CPU: tiny)
+# one query against 6 keys (on the CPU: tiny)
+scores = seeded_randn(6, seed=7).requires_grad_()
 values = seeded_randn(6, 3, seed=8)
 
 soft_out = softmax(scores) @ values

@@ -120,6 +120,23 @@ def test_same_keys_other_values_same_weights():
     assert not torch.allclose(out_a, out_b)
 
 
+def test_values_pass_on_what_keys_do_not_hold():
+    # keys say where (one-hot positions), values say what (one-hot words):
+    # the values are read back, while V = K returns the key, whatever is
+    # stored
+    where = torch.eye(4)
+    queries = 10 * where
+    answers = []
+    for perm in [torch.tensor([2, 0, 3, 1]), torch.tensor([1, 3, 0, 2])]:
+        what = torch.eye(4)[perm]
+        out, _ = dot_product_attention(queries, where, what)
+        assert torch.equal(out.argmax(-1), perm)
+        v_is_k, _ = dot_product_attention(queries, where, where)
+        answers.append(v_is_k)
+        assert torch.equal(v_is_k.argmax(-1), torch.arange(4))
+    torch.testing.assert_close(answers[0], answers[1], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize(
     ("q_shape", "k_shape", "v_shape", "message"),
     [

@@ -8,7 +8,7 @@ from torch import Tensor
 
 
 def get_device() -> torch.device:
-    """The device to compute on: the first CUDA GPU if there is one, else the CPU."""
+    """The device to compute on: the first CUDA GPU if any, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -20,8 +20,8 @@ def seeded_randn(
 ) -> Tensor:
     """Standard-normal numbers that do not depend on the device.
 
-    They are drawn on the CPU from a generator seeded with ``seed``, then moved to
-    ``device``, so a seed gives the same numbers on every machine.
+    They are drawn on the CPU from a generator seeded with ``seed``, then
+    moved to ``device``, so a seed gives the same numbers on every machine.
 
     Shape:
         ``shape``, e.g. ``seeded_randn(2, 5, 8, seed=0)`` is (2, 5, 8).
@@ -37,8 +37,9 @@ def seeded_randint(
     seed: int,
     device: torch.device | str | None = None,
 ) -> Tensor:
-    """Random integers in [low, high), e.g. token ids, drawn like ``seeded_randn``: on the
-    CPU from a generator seeded with ``seed``, then moved to ``device``.
+    """Random integers in [low, high), e.g. token ids, drawn like
+    ``seeded_randn``: on the CPU from a generator seeded with ``seed``, then
+    moved to ``device``.
 
     Shape:
         ``shape``, e.g. ``seeded_randint(3, 40, 2, 6, seed=0)`` is (2, 6).
@@ -59,15 +60,18 @@ def plot_attention(
     """Draw a score or weight matrix as a heatmap: queries down, keys across.
 
     Shape:
-        weights: (Lq, Lk), on any device; Lq ``query_tokens``, Lk ``key_tokens``.
+        weights: (Lq, Lk), on any device; Lq ``query_tokens``, Lk
+        ``key_tokens``.
     """
-    import matplotlib.pyplot as plt  # here, so the package does not need matplotlib
+    # imported here, so that the package does not need matplotlib
+    import matplotlib.pyplot as plt
 
     weights = weights.detach().float().cpu().numpy()
     if weights.shape != (len(query_tokens), len(key_tokens)):
         raise ValueError(
             f"weights of shape {tuple(weights.shape)} do not fit "
-            f"{len(query_tokens)} query tokens and {len(key_tokens)} key tokens"
+            f"{len(query_tokens)} query tokens and "
+            f"{len(key_tokens)} key tokens"
         )
     if ax is None:
         _, ax = plt.subplots()
@@ -100,25 +104,25 @@ def softmax(scores: Tensor, dim: int = -1) -> Tensor:
 
     softmax(s)_j = exp(s_j) / sum_j' exp(s_j').
 
-    The maximum is subtracted first: the result is the same, and ``exp`` cannot
-    overflow. A row whose scores are all -inf (a query with nothing it may attend
-    to, chapter 3) gets all-zero weights, not NaN, as in
+    The maximum is subtracted first: the result is the same, and ``exp``
+    cannot overflow. A row whose scores are all -inf (a query with nothing
+    it may attend to, chapter 3) gets all-zero weights, not NaN, as in
     ``F.scaled_dot_product_attention``.
 
     Shape:
         scores: any shape; the output has the same shape.
     """
     peak = scores.amax(dim=dim, keepdim=True)
-    peak = peak.masked_fill(
-        peak == float("-inf"), 0.0
-    )  # all -inf: shift by 0 instead
+    # a row of all -inf: shift by 0 instead
+    peak = peak.masked_fill(peak == float("-inf"), 0.0)
     exp = (scores - peak).exp()
-    total = exp.sum(dim=dim, keepdim=True)  # >= 1 unless every score is -inf
+    total = exp.sum(dim=dim, keepdim=True)  # >= 1 unless all scores are -inf
     return exp / total.masked_fill(total == 0, 1.0)
 
 
 def check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
-    """Raise a ValueError naming the sizes if query, key and value do not fit together.
+    """Raise a ValueError naming the sizes if query, key and value do not
+    fit together.
 
     Shape:
         query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv).
@@ -144,15 +148,16 @@ def check_qkv(query: Tensor, key: Tensor, value: Tensor) -> None:
 def dot_product_attention(
     query: Tensor, key: Tensor, value: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """Unscaled dot-product attention, softmax(Q Kᵀ) V, for every query at once.
+    """Unscaled dot-product attention, softmax(Q Kᵀ) V, for every query at
+    once.
 
-    Chapter 2's ``scaled_dot_product_attention`` adds the paper's 1/√d_k factor; this
-    is the version without it, for learning.
+    Chapter 2's ``scaled_dot_product_attention`` adds the paper's 1/√d_k
+    factor; this is the version without it, for learning.
 
     Shape:
-        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv), where ... is any
-        number of batch dimensions that broadcast. Returns output (..., Lq, Dv) and
-        weights (..., Lq, Lk).
+        query (..., Lq, Dk), key (..., Lk, Dk), value (..., Lk, Dv), where
+        ... is any number of batch dimensions that broadcast. Returns output
+        (..., Lq, Dv) and weights (..., Lq, Lk).
     """
     check_qkv(query, key, value)
     scores = query @ key.transpose(-2, -1)  # (..., Lq, Lk)
@@ -163,11 +168,13 @@ def dot_product_attention(
 def time_calls(
     *fns: Callable[[], object], repeats: int = 5, warmup: int = 1
 ) -> list[list[float]]:
-    """Wall-clock seconds of each ``fn()``, ``repeats`` times each, after ``warmup`` calls.
+    """Wall-clock seconds of each ``fn()``, ``repeats`` times each, after
+    ``warmup`` calls.
 
-    The functions take turns, in alternating order (f, g, then g, f, ...), so a slow
-    moment of the machine falls on all of them alike and none always runs after another.
-    A GPU is synchronised before and after every call.
+    The functions take turns, in alternating order (f, g, then g, f, ...),
+    so a slow moment of the machine falls on all of them alike and none
+    always runs after another. A GPU is synchronised before and after every
+    call.
 
     Returns one list of ``repeats`` times per function, in the order given.
     """
