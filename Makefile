@@ -13,7 +13,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 .PHONY: help setup export check lint format sync execute test test-unit test-notebooks book bench bench-record lab clean
 
 help:
-	@echo "make book      build the HTML book into _build/html (sets up .venv first)"
+	@echo "make book      build the HTML book into _build/html, with the package wheel and the notebooks to download (sets up .venv first)"
 	@echo "make test      sync check and lint, unit and browser tests, every notebook re-run and compared"
 	@echo "make lab       open the chapters in JupyterLab"
 	@echo "make sync      bring each notebook and its .py pair together (the newer file wins)"

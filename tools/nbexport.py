@@ -1,16 +1,20 @@
 """Export the notebooks' `export` cells into transformer_lite, and check that all agrees.
 
-One module per chapter, named by the notebook's slug:
+By default a chapter's cells go to the module named by the notebook's slug:
 
     notebooks/NN_<module>.ipynb  ->  transformer_lite/<module>.py
 
-Code cells tagged ``export`` are copied in notebook order (a notebook with none, such as
-the introduction, adds no module). A generated module starts with
-a header naming its notebook and ends with an ``__all__`` of its public functions, classes
-and UPPER_CASE constants. ``transformer_lite/__init__.py`` re-exports them all, in chapter
-order. The generated code is import-sorted and formatted by ruff. If a chapter exports a
-function ``main``, ``transformer_lite/__main__.py`` calls it, so ``python -m transformer_lite``
-runs it (one chapter at most may).
+A cell tagged ``export`` goes to its chapter's module; a cell tagged ``export:<name>`` goes
+to ``transformer_lite/<name>.py`` instead (as nbdev's ``#| export module``), so a chapter
+that builds several ideas writes each to a module of its own. Cells are copied in book
+order (a notebook with no export cell, such as the introduction, adds nothing). A generated
+module starts with a header naming its notebook(s) and ends with an ``__all__`` of its
+public functions, classes and UPPER_CASE constants. ``transformer_lite/__init__.py``
+re-exports, in book order, the names of every module except the ones in ``NOT_TOP_LEVEL``
+(the book's helpers, the data tasks, the command line: imported from their modules), and
+holds ``__version__`` from pyproject.toml. The generated code is import-sorted and
+formatted by ruff. If a module exports a function ``main``, ``transformer_lite/__main__.py``
+calls it, so ``python -m transformer_lite`` runs it (one module at most may).
 
     python tools/nbexport.py export   # (re)write transformer_lite/ from the notebooks
     python tools/nbexport.py check    # fail, naming the file, if anything is out of sync
@@ -36,9 +40,14 @@ import sys
 from pathlib import Path
 
 import jupytext
+import tomllib
 
 PACKAGE = "transformer_lite"
 NOTEBOOK_NAME = re.compile(r"^\d\d_(?P<module>[a-z][a-z0-9_]*)\.ipynb$")
+EXPORT_TAG = re.compile(r"^export(?::(?P<module>[a-z][a-z0-9_]*))?$")
+# modules whose names are not re-exported by `import transformer_lite`: what a
+# practitioner builds with is at the top level; the rest is imported from its module
+NOT_TOP_LEVEL = {"helpers", "data", "cli"}
 MAX_CELL_LINES = 60
 # tags under which Jupyter Book folds or hides a cell's code
 FOLDED = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
@@ -133,27 +142,59 @@ def ruff_format(text: str, path: str) -> str:
     return text
 
 
+def export_target(tags: list[str], default: str, where: str) -> str | None:
+    """The module a cell exports to: None, its chapter's, or the one its tag names."""
+    targets = []
+    for tag in tags:
+        if tag.startswith("export"):
+            match = EXPORT_TAG.match(tag)
+            if match is None:
+                raise SystemExit(
+                    f"{where}: tag {tag!r} is not 'export' or 'export:<module>'"
+                    " (a lower-case module name, e.g. export:data)"
+                )
+            targets.append(match["module"] or default)
+    if len(targets) > 1:
+        raise SystemExit(
+            f"{where}: a cell exports to one module, not {targets}"
+        )
+    return targets[0] if targets else None
+
+
+def exported_cells(root: Path) -> dict[str, list[tuple[str, str]]]:
+    """module -> [(notebook, code)], in book order, from every export cell."""
+    modules: dict[str, list[tuple[str, str]]] = {}
+    for notebook, default in notebooks(root):
+        source = notebook.relative_to(root).as_posix()
+        for number, cell in enumerate(jupytext.read(notebook).cells, start=1):
+            if cell.cell_type != "code":
+                continue
+            tags = cell.metadata.get("tags", [])
+            target = export_target(tags, default, f"{source}, cell {number}")
+            if target is not None:
+                modules.setdefault(target, []).append(
+                    (source, cell.source.strip("\n"))
+                )
+    return modules
+
+
 def module_text(
-    notebook: Path, module: str, root: Path
-) -> tuple[str | None, list[str]]:
-    """The generated module for one notebook (None if it exports nothing), and its names."""
-    source = notebook.relative_to(root).as_posix()
-    cells = [
-        cell.source.strip("\n")
-        for cell in jupytext.read(notebook).cells
-        if cell.cell_type == "code"
-        and "export" in cell.metadata.get("tags", [])
-    ]
-    if not cells:
-        return (
-            None,
-            [],
-        )  # a chapter without export cells (the introduction) adds no module
-    body = "\n\n\n".join(cells)
-    names = public_names(body, source)
+    module: str, cells: list[tuple[str, str]]
+) -> tuple[str, list[str]]:
+    """The generated module from its export cells, and its public names."""
+    sources = list(dict.fromkeys(source for source, _ in cells))
+    body = "\n\n\n".join(code for _, code in cells)
+    names = public_names(body, f"{PACKAGE}/{module}.py")
     all_lines = "".join(f'    "{name}",\n' for name in names)
-    text = f"{HEADER.format(source=source)}\n\n{body}\n\n\n__all__ = [\n{all_lines}]\n"
+    header = HEADER.format(source=", ".join(sources))
+    text = f"{header}\n\n{body}\n\n\n__all__ = [\n{all_lines}]\n"
     return ruff_format(text, f"{PACKAGE}/{module}.py"), names
+
+
+def project_version(root: Path) -> str:
+    """The version pyproject.toml gives: the one source of __version__."""
+    with open(root / "pyproject.toml", "rb") as file:
+        return tomllib.load(file)["project"]["version"]
 
 
 def package_files(root: Path) -> dict[Path, str]:
@@ -162,19 +203,17 @@ def package_files(root: Path) -> dict[Path, str]:
     init = [INIT_DOC, "", HEADER.format(source="notebooks/*.ipynb"), ""]
     all_names: list[str] = []
     mains: list[str] = []
-    for notebook, module in notebooks(root):
-        text, names = module_text(notebook, module, root)
-        if text is None:
-            continue
+    for module, cells in exported_cells(root).items():
+        text, names = module_text(module, cells)
         files[root / PACKAGE / f"{module}.py"] = text
-        if names:
+        if names and module not in NOT_TOP_LEVEL:
             init.append(f"from .{module} import {', '.join(names)}")
-        all_names += names
+            all_names += names
         if "main" in names:
             mains.append(module)
     if len(mains) > 1:
         raise SystemExit(
-            f"only one chapter may export main(); {', '.join(mains)} both do"
+            f"only one module may export main(); {', '.join(mains)} both do"
         )
     if mains:
         files[root / PACKAGE / "__main__.py"] = ruff_format(
@@ -185,6 +224,8 @@ def package_files(root: Path) -> dict[Path, str]:
             f"{PACKAGE}/__main__.py",
         )
     init += [
+        "",
+        f'__version__ = "{project_version(root)}"  # from pyproject.toml',
         "",
         "__all__ = [",
         *[f'    "{name}",' for name in all_names],
