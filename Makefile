@@ -15,7 +15,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 help:
 	@echo "make book      build the HTML book into _build/html, with the package wheel and the notebooks to download (sets up .venv first)"
 	@echo "make test      sync check and lint, unit and browser tests, every notebook re-run and compared"
-	@echo "make lab       open the chapters in JupyterLab"
+	@echo "make lab       open the chapters in JupyterLab (ARGS=\"--no-browser --port 8899\")"
 	@echo "make sync      bring each notebook and its .py pair together (the newer file wins)"
 	@echo "make execute   sync, export, then re-run the notebooks in place (NOTEBOOKS=... for some)"
 	@echo "make export    write transformer_lite/ from the notebooks' export cells"
@@ -102,8 +102,13 @@ bench: $(STAMP)
 bench-record: $(STAMP)
 	$(BIN)/python -m benchmarks --wall --out benchmarks/results/cpu.json
 
+# Rooted at the repository (so jupytext.toml is in sight, though each notebook also carries
+# its pairing), opening notebooks/. ARGS passes options on, e.g. on a remote machine:
+#   make lab ARGS="--no-browser --port 8899"
+ARGS ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
+	  --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks $(ARGS)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -51,7 +51,6 @@ class DecoderLayer(_DecoderLayerParts):
     """One decoder layer: masked self-attention, cross-attention over the
     encoder memory, feed-forward; each with a residual connection, dropout
     and LayerNorm (post-norm by default, pre-norm with ``norm_first=True``).
-    With a ``cache``, ``x`` holds only the new positions (see ``KVCache``).
 
     Shape:
         x (B, T, D), memory (B, S, D); tgt_mask broadcastable to
@@ -68,6 +67,7 @@ class DecoderLayer(_DecoderLayerParts):
         memory_mask: Tensor | None = None,
         cache: dict[str, Tensor] | None = None,
     ) -> Tensor:
+        """Returns (B, T, D); with a ``cache``, x holds only new positions."""
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), tgt_mask, cache)
             x = x + self._ca_block(self.norm2(x), memory, memory_mask, cache)
@@ -202,6 +202,7 @@ class Decoder(nn.Module):
         memory_mask: Tensor | None = None,
         cache: KVCache | None = None,
     ) -> Tensor:
+        """x (B, T, D) through every layer, then the pre-norm final norm."""
         if cache is not None and tgt_mask is not None:
             raise ValueError(
                 "with a cache the decoder builds its own causal mask: "
@@ -382,12 +383,9 @@ class Transformer(_TransformerParts):
         tgt_mask: Tensor | None = None,
         cache: KVCache | None = None,
     ) -> Tensor:
-        """Logits (B, T, V) for the target positions given the memory.
-
-        Without a cache, ``tgt_mask`` defaults to causal & padding. With a
-        cache, ``tgt`` holds only new tokens, placed after the cache's
-        ``length`` positions.
-        """
+        """Logits (B, T, V) given the memory. Without a cache, ``tgt_mask``
+        defaults to causal & padding; with one, ``tgt`` holds only the new
+        tokens, placed after the cache's ``length`` positions."""
         _check_tokens("tgt", tgt)
         _check_same_batch(memory.size(0), tgt.size(0))
         if cache is None and tgt_mask is None:
@@ -405,6 +403,7 @@ class Transformer(_TransformerParts):
         src_mask: Tensor | None = None,
         tgt_mask: Tensor | None = None,
     ) -> Tensor:
+        """Logits (B, T, V) for src (B, S) and tgt (B, T) token ids."""
         _check_tokens("src", src)
         _check_tokens("tgt", tgt)
         _check_same_batch(src.size(0), tgt.size(0))

@@ -32,6 +32,7 @@ class TokenEmbedding(nn.Module):
         nn.init.normal_(self.table.weight, std=d_model**-0.5)
 
     def forward(self, tokens: Tensor) -> Tensor:
+        """(B, L) token ids -> (B, L, D) vectors, scaled by √d_model."""
         _check_token_ids(tokens, self.vocab_size)
         return self.table(tokens) * math.sqrt(self.d_model)  # (B, L, D)
 
@@ -84,6 +85,7 @@ class PositionalEncoding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x (B, L, D) plus the encodings of positions offset..offset+L-1."""
         end = offset + x.size(1)
         if end > self.max_len:
             raise ValueError(
@@ -110,6 +112,7 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, L, D) -> (B, L, D), each position on its own."""
         return self.w_2(self.dropout(torch.relu(self.w_1(x))))  # (B, L, D)
 
 
@@ -147,6 +150,7 @@ class EncoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x (B, S, D), mask broadcastable to (B, H, S, S) -> (B, S, D)."""
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), mask)
             x = x + self._ff_block(self.norm2(x))
@@ -244,6 +248,7 @@ class Encoder(nn.Module):
         )
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """x (B, S, D) through every layer, then the pre-norm final norm."""
         for layer in self.layers:
             x = layer(x, mask)
         return x if self.norm is None else self.norm(x)
