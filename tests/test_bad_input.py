@@ -227,6 +227,22 @@ CLI_CASES = {
         ["train", "--task", "copy", "--steps", "-2", "--out", "x.pt"],
         "steps must be a positive int, got -2",
     ),
+    "unknown schedule": (
+        ["train", "--task", "copy", "--schedule", "cosine", "--out", "x.pt"],
+        "invalid choice: 'cosine'",
+    ),
+    "label smoothing out of range": (
+        [
+            "train",
+            "--task",
+            "copy",
+            "--label-smoothing",
+            "1.5",
+            "--out",
+            "x.pt",
+        ],
+        "label_smoothing must be in [0, 1), got 1.5",
+    ),
     "missing checkpoint": (
         ["translate", "--checkpoint", "nowhere.pt", "27 mai 2026"],
         "no checkpoint at nowhere.pt",

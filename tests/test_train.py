@@ -18,7 +18,10 @@ from transformer_lite import (
     TrainConfig,
     Trainer,
     Vocab,
+    constant_lambda,
     copy_example,
+    date_example,
+    date_styles,
     dates_vocab,
     encode_batch,
     held_out_pairs,
@@ -30,6 +33,7 @@ from transformer_lite import (
     seeded_randint,
     seeded_randn,
     small_model_config,
+    smoothed_target_entropy,
     split_dates,
 )
 
@@ -122,6 +126,23 @@ def test_date_sources_fit_the_vocabulary_and_length():
     encode_batch(pairs, vocab)  # every character is known
 
 
+def test_numeric_styles_are_unambiguous_and_day_first_when_dotted():
+    import random
+
+    styles = date_styles()
+    assert ("de", "medium") in styles
+    date = datetime.date(2027, 11, 17)
+    texts = set()
+    rng = random.Random(0)
+    for _ in range(400):
+        text, target = date_example(date, rng, noise=False)
+        assert target == "2027-11-17"
+        texts.add(text)
+    # dotted dates are day-first; slashed ones only ever year-first
+    assert {"17.11.2027", "2027-11-17", "2027/11/17"} <= texts
+    assert not any(t.endswith("/2027") for t in texts)
+
+
 def test_encode_batch_shifts_and_pads():
     vocab = Vocab("ab")
     src, tgt_in, tgt_out = encode_batch([("ab", "b"), ("a", "ab")], vocab)
@@ -179,6 +200,51 @@ def test_label_smoothing_target_distribution():
     torch.testing.assert_close(
         logits.grad[0, 0],
         torch.full((4,), 0.25) - torch.tensor([0.05, 0.05, 0.85, 0.05]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "smoothing"), [(14, 0.1), (92, 0.1), (5, 0.3)]
+)
+def test_smoothed_target_entropy_is_the_lowest_loss(size, smoothing):
+    floor = smoothed_target_entropy(size, smoothing)
+    target = seeded_randint(0, size, 32, seed=0)
+    q = torch.full((32, size), smoothing / size, dtype=torch.float64)
+    q[torch.arange(32), target] += 1 - smoothing
+    at_q = F.cross_entropy(q.log(), target, label_smoothing=smoothing)
+    assert math.isclose(at_q.item(), floor, rel_tol=1e-9)
+    for seed in range(5):  # any other prediction costs more
+        logits = q.log() + 0.1 * seeded_randn(32, size, seed=seed).double()
+        loss = F.cross_entropy(logits, target, label_smoothing=smoothing)
+        assert loss.item() > floor
+    assert smoothed_target_entropy(size, 0.0) == 0.0
+    assert round(smoothed_target_entropy(14, 0.1), 3) == 0.547
+    assert round(smoothed_target_entropy(92, 0.1), 3) == 0.769
+
+
+def test_smoothed_target_entropy_refuses_bad_values():
+    with pytest.raises(ValueError, match="vocab_size >= 2"):
+        smoothed_target_entropy(1, 0.1)
+    with pytest.raises(ValueError, match="0 <= smoothing < 1"):
+        smoothed_target_entropy(10, 1.0)
+
+
+def test_trainer_keeps_every_step_loss_and_resumes_it(tmp_path):
+    trainer = tiny(steps=6).fit(progress=False, until=4)
+    assert len(trainer.losses) == 4 and all(x > 0 for x in trainer.losses)
+    trainer.save(tmp_path / "c.pt")
+    resumed = Trainer.resume(tmp_path / "c.pt", device="cpu")
+    assert resumed.losses == trainer.losses
+    assert len(resumed.fit(progress=False).losses) == 6
+
+
+def test_constant_schedule():
+    factor = constant_lambda(10)
+    assert factor(0) == 0.1 and factor(9) == 1.0 and factor(10_000) == 1.0
+    trainer = tiny(schedule="constant")
+    trainer.fit(progress=False)
+    assert math.isclose(
+        trainer.optimizer.param_groups[0]["lr"], trainer.config.lr
     )
 
 
@@ -376,6 +442,7 @@ def test_cli_help():
     )
     result = cli("train", "--help")
     assert result.returncode == 0 and "--task {copy,dates}" in result.stdout
+    assert "--schedule {linear,noam,constant}" in result.stdout
 
 
 def test_cli_train_then_translate(tmp_path):
@@ -396,9 +463,15 @@ def test_cli_train_then_translate(tmp_path):
         "32",
         "--eval-every",
         "10",
+        "--schedule",
+        "constant",
+        "--label-smoothing",
+        "0.05",
     )
     assert result.returncode == 0, result.stderr
     assert "step    20" in result.stdout and out.exists()
+    saved = load_checkpoint(out)["train_config"]
+    assert (saved["schedule"], saved["label_smoothing"]) == ("constant", 0.05)
     result = cli("translate", "--checkpoint", str(out), "abc", "jjj")
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2

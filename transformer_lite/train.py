@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import datetime
+import math
 import os
 import random
 import sys
@@ -30,6 +31,9 @@ LOCALES = ("en", "fr", "de", "es", "zh", "ja")
 FORMATS = ("full", "long", "medium")
 FIRST_DATE, LAST_DATE = datetime.date(1900, 1, 1), datetime.date(2099, 12, 31)
 COPY_SYMBOLS = "abcdefghij"
+# numeric patterns whose field order no reader can mistake: dotted
+# day-first (5.1.2026, unpadded) and ISO year-first (2026-01-05)
+NUMERIC_STYLES = (("de", "d.M.y"), ("en", "y-MM-dd"))
 
 
 class Vocab:
@@ -68,27 +72,24 @@ class Vocab:
 
 
 def _format_date(date: datetime.date, locale: str, style: str) -> str:
-    from babel.dates import (
-        format_date,
-    )  # CLDR data, offline; imported only for this task
+    # CLDR data, offline; imported only for this task
+    from babel.dates import format_date
 
     return format_date(date, style, locale=locale)
 
 
 def date_styles() -> list[tuple[str, str]]:
-    """(locale, CLDR style) pairs of the task: full, long and medium in six languages, less
-    German medium (dd.MM.yyyy: numeric, and its day/month order is the locale's secret)."""
-    return [
-        (loc, style)
-        for loc in LOCALES
-        for style in FORMATS
-        if (loc, style) != ("de", "medium")
-    ]
+    """(locale, style) pairs of the task: CLDR's full, long and medium
+    styles in six languages (German medium is dd.MM.yyyy, day-first), and
+    the ``NUMERIC_STYLES``. A style is a CLDR name or a date pattern."""
+    styles = [(loc, style) for loc in LOCALES for style in FORMATS]
+    return styles + list(NUMERIC_STYLES)
 
 
 def dates_vocab() -> Vocab:
-    """Every character the date task can produce: two years of dates (all months and
-    weekdays) in every style, in lower, upper and title case, and the ISO target."""
+    """Every character the date task can produce: two years of dates (all
+    months and weekdays) in every style, in lower, upper and title case,
+    and the ISO target."""
     texts = []
     for day in range(0, 731, 1):
         date = datetime.date(2000, 1, 1) + datetime.timedelta(days=day)
@@ -100,8 +101,9 @@ def dates_vocab() -> Vocab:
 
 
 def split_dates(seed: int = 0, held_out: float = 0.1) -> tuple[list, list]:
-    """All days from 1900-01-01 to 2099-12-31, shuffled by ``seed``; the last ``held_out``
-    share are test dates the model never sees in training."""
+    """All days from 1900-01-01 to 2099-12-31, shuffled by ``seed``; the
+    last ``held_out`` share are test dates the model never sees in
+    training."""
     days = (LAST_DATE - FIRST_DATE).days + 1
     order = torch.randperm(
         days, generator=torch.Generator().manual_seed(seed)
@@ -112,8 +114,8 @@ def split_dates(seed: int = 0, held_out: float = 0.1) -> tuple[list, list]:
 
 
 def noisy(text: str, rng: random.Random) -> str:
-    """Light noise in case and spacing, as people type: lower or upper case, a doubled
-    space, a missing space after a comma."""
+    """Light noise in case and spacing, as people type: lower or upper
+    case, a doubled space, a missing space after a comma."""
     roll = rng.random()
     if roll < 0.2:
         text = text.lower()
@@ -131,7 +133,8 @@ def noisy(text: str, rng: random.Random) -> str:
 def date_example(
     date: datetime.date, rng: random.Random, noise: bool = True
 ) -> tuple[str, str]:
-    """A (source, target) pair: the date in a random language and style, and its ISO form."""
+    """A (source, target) pair: the date in a random language and style,
+    and its ISO form."""
     locale, style = rng.choice(date_styles())
     text = _format_date(date, locale, style)
     return (noisy(text, rng) if noise else text), date.isoformat()
@@ -140,8 +143,9 @@ def date_example(
 def copy_example(
     rng: random.Random, held_out: bool = False
 ) -> tuple[str, str]:
-    """A random string of 4 to 12 symbols, and the same string as the target. Strings whose
-    symbol indices sum to a multiple of 10 are kept for testing, the rest for training."""
+    """A random string of 4 to 12 symbols, and the same string as the
+    target. Strings whose symbol indices sum to a multiple of 10 are kept
+    for testing, the rest for training."""
     while True:
         text = "".join(
             rng.choice(COPY_SYMBOLS) for _ in range(rng.randint(4, 12))
@@ -150,17 +154,33 @@ def copy_example(
             return text, text
 
 
+def held_out_pairs(
+    task: str, seed: int = 0, n: int = 5400
+) -> list[tuple[str, str]]:
+    """Held-out pairs: for dates, dates never drawn in training, each in a
+    random style (with noise); for copy, fresh random strings."""
+    rng = random.Random(f"test-{seed}")
+    if task == "dates":
+        held_out = split_dates(seed)[1]
+        return [date_example(rng.choice(held_out), rng) for _ in range(n)]
+    return [copy_example(rng, held_out=True) for _ in range(n)]
+
+
+TASKS = {"copy": lambda: Vocab(COPY_SYMBOLS), "dates": dates_vocab}
+
+
 def encode_batch(
     pairs: list[tuple[str, str]],
     vocab: Vocab,
     device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Token tensors for (source, target) pairs: src (B, S); the decoder's input, the target
-    shifted right behind <s>, (B, T); and the labels, the target then </s>, (B, T).
-    Shorter rows are filled with <pad>.
+    """Token tensors for (source, target) pairs: src (B, S); the decoder's
+    input, the target shifted right behind <s>, (B, T); and the labels,
+    the target then </s>, (B, T). Shorter rows are filled with <pad>.
 
     Shape:
-        Returns src (B, S), tgt_in (B, T), tgt_out (B, T); T = longest target + 1.
+        Returns src (B, S), tgt_in (B, T), tgt_out (B, T);
+        T = longest target + 1.
     """
     src = [vocab.encode(s) for s, _ in pairs]
     tgt = [vocab.encode(t) for _, t in pairs]
@@ -175,13 +195,156 @@ def encode_batch(
     return src_ids.to(device), tgt_in.to(device), tgt_out.to(device)
 
 
-class BatchStream:
-    """Training batches as a pure function of (seed, step): batch ``step`` is the same in
-    every run, after a resume, and on every DDP rank (each takes its own rows).
+def label_smoothed_loss(
+    logits: Tensor, target: Tensor, smoothing: float, pad_id: int
+) -> Tensor:
+    """Cross-entropy against a smoothed target: 1 - ε on the right token
+    plus ε/V on every token (the definition of
+    ``F.cross_entropy(label_smoothing=ε)``), averaged over the positions
+    that are not padding.
 
-    Pairs are drawn in pools of ``pool`` batches, sorted by source length and cut into
-    batches, so that a batch holds sources of similar length (less padding); the order of
-    the batches within a pool is shuffled.
+    Shape:
+        logits (B, T, V), target (B, T). Returns a scalar.
+    """
+    if not torch.isfinite(logits).all():
+        raise ValueError(
+            "logits contain NaN or infinity: the loss would be NaN"
+        )
+    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    vocab = log_probs.size(-1)
+    smoothed = torch.full_like(log_probs, smoothing / vocab)
+    smoothed.scatter_add_(
+        -1,
+        target[..., None],
+        torch.full_like(log_probs[..., :1], 1 - smoothing),
+    )
+    per_token = -(smoothed * log_probs).sum(-1)  # (B, T)
+    real = target != pad_id
+    return per_token[real].sum() / real.sum()
+
+
+def smoothed_target_entropy(vocab_size: int, smoothing: float) -> float:
+    """The lowest value ``F.cross_entropy(label_smoothing=smoothing)`` can
+    take over ``vocab_size`` classes: the entropy of the smoothed target,
+    reached when the model predicts that target exactly (1 - ε + ε/V on
+    the right class, ε/V on each of the others, padding's included)."""
+    if vocab_size < 2 or not 0.0 <= smoothing < 1.0:
+        raise ValueError(
+            f"need vocab_size >= 2 and 0 <= smoothing < 1, "
+            f"got {vocab_size} and {smoothing}"
+        )
+    rest = smoothing / vocab_size
+    right = 1 - smoothing + rest
+    entropy = -right * math.log(right)
+    if rest > 0:
+        entropy -= (vocab_size - 1) * rest * math.log(rest)
+    return entropy
+
+
+def noam_lambda(d_model: int, warmup: int):
+    """The paper's rate (§5.3), d_model^-0.5 · min(step^-0.5, step ·
+    warmup^-1.5), as a factor for ``LambdaLR`` with the optimizer's lr set
+    to 1 (steps counted from 1)."""
+
+    def factor(step: int) -> float:
+        step += 1
+        return d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
+
+    return factor
+
+
+def linear_lambda(warmup: int, total: int):
+    """Linear warm-up over ``warmup`` steps to the optimizer's lr, then
+    linear decay that reaches 0 just after step ``total``: a schedule that
+    ends when the budget does (the last step still learns, at the smallest
+    rate)."""
+
+    def factor(step: int) -> float:
+        step += 1
+        if step <= warmup:
+            return step / warmup
+        return max(0.0, (total - step + 1) / (total - warmup + 1))
+
+    return factor
+
+
+def constant_lambda(warmup: int):
+    """Linear warm-up over ``warmup`` steps, then the optimizer's lr for
+    good: the control without decay."""
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warmup)
+
+    return factor
+
+
+@dataclass
+class TrainConfig:
+    """How to train. The model's own sizes are a ``TransformerConfig``."""
+
+    task: str = "dates"
+    steps: int = 1500
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup: int = 150
+    schedule: str = "linear"  # or "noam", "constant"
+    label_smoothing: float = 0.1
+    clip: float = 1.0
+    eval_every: int = 0  # 0: evaluate only at the end
+    eval_size: int = 5400
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_train_config(self)
+
+
+def small_model_config(**overrides) -> TransformerConfig:
+    """The size this book trains on a CPU: d_model 128, 4 heads, 2+2
+    layers, d_ff 512, no dropout (not needed for these synthetic tasks, and
+    it costs time)."""
+    settings = {
+        "d_model": 128,
+        "n_heads": 4,
+        "d_ff": 512,
+        "n_layers": 2,
+        "dropout": 0.0,
+    }
+    return TransformerConfig(**(settings | overrides))
+
+
+SCHEDULES = ("linear", "noam", "constant")
+
+
+def _check_train_config(config: TrainConfig) -> None:
+    """Refuse settings that cannot train, with a message naming them."""
+    if config.task not in TASKS:
+        raise ValueError(
+            f"unknown task {config.task!r}; choose one of {sorted(TASKS)}"
+        )
+    for name in ("steps", "batch_size", "warmup"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(
+            "schedule must be 'linear' or 'noam' (or 'constant'), "
+            f"got {config.schedule!r}"
+        )
+    eps, lr, clip = config.label_smoothing, config.lr, config.clip
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {eps}")
+    if not (lr > 0 and clip > 0):
+        raise ValueError(f"lr and clip must be positive, got {lr} and {clip}")
+
+
+class BatchStream:
+    """Training batches as a pure function of (seed, step): batch ``step``
+    is the same in every run, after a resume, and on every DDP rank (each
+    takes its own rows).
+
+    Pairs are drawn in pools of ``pool`` batches, sorted by source length
+    and cut into batches, so that a batch holds sources of similar length
+    (less padding); the order of the batches within a pool is shuffled.
     """
 
     def __init__(
@@ -232,8 +395,9 @@ class BatchStream:
     def batch(
         self, step: int, rank: int = 0, world_size: int = 1, device=None
     ) -> tuple[Tensor, Tensor, Tensor, int]:
-        """Rank ``rank``'s rows of global batch ``step``, and the global count of target
-        tokens (so every rank can normalise its loss by the same number)."""
+        """Rank ``rank``'s rows of global batch ``step``, and the global
+        count of target tokens (so every rank can normalise its loss by the
+        same number)."""
         pairs = self.pairs(step)
         n_tokens = sum(len(t) + 1 for _, t in pairs)
         per_rank = len(pairs) // world_size
@@ -241,197 +405,73 @@ class BatchStream:
         return (*encode_batch(mine, self.vocab, device), n_tokens)
 
 
-def held_out_pairs(
-    task: str, seed: int = 0, n: int = 5400
-) -> list[tuple[str, str]]:
-    """Held-out pairs: for dates, dates never drawn in training, each in a random style
-    (with noise); for copy, fresh random strings."""
-    rng = random.Random(f"test-{seed}")
-    if task == "dates":
-        held_out = split_dates(seed)[1]
-        return [date_example(rng.choice(held_out), rng) for _ in range(n)]
-    return [copy_example(rng, held_out=True) for _ in range(n)]
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, d_model: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam as in the paper (§5.3) and the learning-rate schedule that
+    ``config.schedule`` names, as a ``LambdaLR``."""
+    # fused: one kernel updates every parameter (the default loops over
+    # them, about 4x slower on a CPU; see the Performance appendix)
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        betas=(0.9, 0.98),
+        eps=1e-9,
+        fused=True,
+    )
+    if config.schedule == "noam":
+        factor = noam_lambda(d_model, config.warmup)
+    elif config.schedule == "constant":
+        factor = constant_lambda(config.warmup)
+    else:
+        factor = linear_lambda(config.warmup, config.steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return optimizer, scheduler
 
 
-TASKS = {"copy": lambda: Vocab(COPY_SYMBOLS), "dates": dates_vocab}
+class _TrainStep:
+    """The optimisation step of ``Trainer`` (which sets the attributes)."""
 
-
-def label_smoothed_loss(
-    logits: Tensor, target: Tensor, smoothing: float, pad_id: int
-) -> Tensor:
-    """Cross-entropy against a smoothed target: 1 - ε on the right token plus ε/V on every
-    token (the definition of ``F.cross_entropy(label_smoothing=ε)``), averaged over the
-    positions that are not padding.
-
-    Shape:
-        logits (B, T, V), target (B, T). Returns a scalar.
-    """
-    if not torch.isfinite(logits).all():
-        raise ValueError(
-            "logits contain NaN or infinity: the loss would be NaN"
+    def train_step(self) -> float:
+        """One optimisation step on global batch ``self.step``; returns its
+        loss."""
+        self.model.train()
+        src, tgt_in, tgt_out, n_tokens = self.stream.batch(
+            self.step, self.rank, self.world_size, self.device
         )
-    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, T, V)
-    vocab = log_probs.size(-1)
-    smoothed = torch.full_like(log_probs, smoothing / vocab)
-    smoothed.scatter_add_(
-        -1,
-        target[..., None],
-        torch.full_like(log_probs[..., :1], 1 - smoothing),
-    )
-    per_token = -(smoothed * log_probs).sum(-1)  # (B, T)
-    real = target != pad_id
-    return per_token[real].sum() / real.sum()
-
-
-def noam_lambda(d_model: int, warmup: int):
-    """The paper's rate (§5.3), d_model^-0.5 · min(step^-0.5, step · warmup^-1.5), as a
-    factor for ``LambdaLR`` with the optimizer's lr set to 1 (steps counted from 1)."""
-
-    def factor(step: int) -> float:
-        step += 1
-        return d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
-
-    return factor
-
-
-def linear_lambda(warmup: int, total: int):
-    """Linear warm-up over ``warmup`` steps to the optimizer's lr, then linear decay that
-    reaches 0 just after step ``total``: a schedule that ends when the budget does (the
-    last step still learns, at the smallest rate)."""
-
-    def factor(step: int) -> float:
-        step += 1
-        if step <= warmup:
-            return step / warmup
-        return max(0.0, (total - step + 1) / (total - warmup + 1))
-
-    return factor
-
-
-@dataclass
-class TrainConfig:
-    """How to train. The model's own sizes are a ``TransformerConfig``."""
-
-    task: str = "dates"
-    steps: int = 1500
-    batch_size: int = 128
-    lr: float = 2e-3
-    warmup: int = 150
-    schedule: str = (
-        "linear"  # or "noam" (then lr is a multiplier of the paper's rate)
-    )
-    label_smoothing: float = 0.1
-    clip: float = 1.0
-    eval_every: int = 0  # 0: evaluate only at the end
-    eval_size: int = 5400
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(
-                f"unknown task {self.task!r}; choose one of {sorted(TASKS)}"
+        logits = self.wrapped(src, tgt_in)  # (B, T, V)
+        per_token = F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            tgt_out.flatten(),
+            ignore_index=PAD,
+            label_smoothing=self.config.label_smoothing,
+            reduction="sum",
+        )
+        # each rank divides by the global token count; DDP averages over
+        # ranks, so undo that
+        loss = per_token * self.world_size / n_tokens
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss is {loss.item()} at step {self.step}: training "
+                "diverged (lower --lr, or resume from an earlier checkpoint)"
             )
-        for name in ("steps", "batch_size", "warmup"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or value < 1
-            ):
-                raise ValueError(
-                    f"{name} must be a positive int, got {value!r}"
-                )
-        if self.schedule not in ("linear", "noam"):
-            raise ValueError(
-                f"schedule must be 'linear' or 'noam', got {self.schedule!r}"
-            )
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(
-                f"label_smoothing must be in [0, 1), got {self.label_smoothing}"
-            )
-        if not (self.lr > 0 and self.clip > 0):
-            raise ValueError(
-                f"lr and clip must be positive, got {self.lr} and {self.clip}"
-            )
-
-
-def small_model_config(**overrides) -> TransformerConfig:
-    """The size this book trains on a CPU: d_model 128, 4 heads, 2+2 layers, d_ff 512,
-    no dropout (it is not needed for these synthetic tasks and costs time)."""
-    settings = {
-        "d_model": 128,
-        "n_heads": 4,
-        "d_ff": 512,
-        "n_layers": 2,
-        "dropout": 0.0,
-    }
-    return TransformerConfig(**(settings | overrides))
-
-
-CHECKPOINT_FORMAT = "transformer_lite checkpoint"
-
-
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically: into a temporary file in the same folder,
-    then renamed over ``path``. A crash mid-write leaves the old file as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(
-            temporary, 0o666 & ~umask
-        )  # mkstemp makes it owner-only; use the usual mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by ``save_checkpoint``, or raise a ValueError that says
-    why the file is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as error:  # pickle, zip and torch errors all mean "not a checkpoint"
-        raise ValueError(
-            f"{path} is not a transformer_lite checkpoint ({error.__class__.__name__})"
-        ) from None
-    if (
-        not isinstance(state, dict)
-        or state.get("format") != CHECKPOINT_FORMAT
-    ):
-        raise ValueError(f"{path} is not a transformer_lite checkpoint")
-    return state
-
-
-def model_from_checkpoint(state: dict) -> tuple[Transformer, Vocab]:
-    """The trained model (in eval mode) and its vocabulary."""
-    vocab = Vocab(state["vocab"])
-    model = Transformer(
-        len(vocab), len(vocab), TransformerConfig(**state["model_config"])
-    )
-    model.load_state_dict(state["model"])
-    return model.eval(), vocab
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        value = per_token.item() / n_tokens * self.world_size  # this shard's
+        self.losses.append(value)
+        return value
 
 
 @torch.no_grad()
 def translate(
     model: Transformer, vocab: Vocab, texts: list[str], max_len: int = 40
 ) -> list[str]:
-    """Greedy translations of ``texts`` (characters outside the vocabulary are refused)."""
+    """Greedy translations of ``texts`` (characters outside the vocabulary
+    are refused)."""
     device = next(model.parameters()).device
     outputs = []
     for start in range(0, len(texts), 512):
@@ -458,100 +498,8 @@ def exact_match(
     ) / len(pairs)
 
 
-class Trainer:
-    """Trains a Transformer on one of the book's tasks; resumable and DDP-aware.
-
-    Under ``torchrun`` (WORLD_SIZE > 1) it joins the process group (gloo on CPU, nccl on
-    CUDA), wraps the model in DistributedDataParallel, and each rank trains on its own rows
-    of every global batch; only rank 0 writes checkpoints and reports.
-    """
-
-    def __init__(
-        self,
-        config: TrainConfig,
-        model_config: TransformerConfig | None = None,
-        device: torch.device | str | None = None,
-    ):
-        self.config = config
-        self.vocab = TASKS[config.task]()
-        self.model_config = model_config or small_model_config()
-        local_rank = int(
-            os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))
-        )
-        self.device = torch.device(
-            _default_device(local_rank) if device is None else device
-        )
-        self.rank, self.world_size = _distributed_setup(self.device)
-        if config.batch_size % self.world_size:
-            raise ValueError(
-                f"batch_size={config.batch_size} does not split over {self.world_size} processes"
-            )
-        torch.manual_seed(config.seed)
-        self.model = Transformer(
-            len(self.vocab), len(self.vocab), self.model_config
-        ).to(self.device)
-        self.wrapped = self.model
-        if self.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.wrapped = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids
-            )
-        lr = config.lr
-        # fused: one kernel updates every parameter (the default loops over them, about
-        # 4x slower on a CPU; see the Performance appendix)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(),
-            lr=lr,
-            betas=(0.9, 0.98),
-            eps=1e-9,
-            fused=True,
-        )
-        if config.schedule == "noam":
-            factor = noam_lambda(self.model_config.d_model, config.warmup)
-        else:
-            factor = linear_lambda(config.warmup, config.steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, factor
-        )
-        self.stream = BatchStream(
-            config.task, self.vocab, config.batch_size, seed=config.seed
-        )
-        self.step, self.seconds = (
-            0,
-            0.0,
-        )  # steps and training time so far, over all runs
-        self.history: list[dict] = []
-
-    def train_step(self) -> float:
-        """One optimisation step on global batch ``self.step``; returns its loss."""
-        self.model.train()
-        src, tgt_in, tgt_out, n_tokens = self.stream.batch(
-            self.step, self.rank, self.world_size, self.device
-        )
-        logits = self.wrapped(src, tgt_in)
-        per_token = F.cross_entropy(
-            logits.flatten(0, 1).float(),
-            tgt_out.flatten(),
-            ignore_index=PAD,
-            label_smoothing=self.config.label_smoothing,
-            reduction="sum",
-        )
-        # each rank divides by the global token count; DDP averages over ranks, so undo that
-        loss = per_token * self.world_size / n_tokens
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss is {loss.item()} at step {self.step}: training diverged "
-                "(lower --lr, or resume from an earlier checkpoint)"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.step += 1
-        return (
-            per_token.item() / n_tokens * self.world_size
-        )  # this shard's estimate
+class _TrainLoop(_TrainStep):
+    """The loop of ``Trainer``: steps, evaluation and checkpoints."""
 
     def fit(
         self,
@@ -559,18 +507,16 @@ class Trainer:
         progress: bool | None = None,
         until: int | None = None,
     ) -> "Trainer":
-        """Train up to ``config.steps`` (or stop early at step ``until``), evaluating every
-        ``eval_every`` steps and at the end; write a checkpoint to ``out`` at each
-        evaluation. The progress bar shows only on a terminal unless ``progress`` says so."""
+        """Train up to ``config.steps`` (or stop early at step ``until``),
+        evaluating every ``eval_every`` steps and at the end; write a
+        checkpoint to ``out`` at each evaluation. The progress bar shows
+        only on a terminal unless ``progress`` says so."""
         from tqdm.auto import tqdm
 
         if progress is None:
             progress = sys.stderr.isatty() and self.rank == 0
-        stop = (
-            self.config.steps
-            if until is None
-            else min(until, self.config.steps)
-        )
+        stop = self.config.steps if until is None else until
+        stop = min(stop, self.config.steps)
         bar = tqdm(
             total=stop,
             initial=self.step,
@@ -578,25 +524,20 @@ class Trainer:
             desc=self.config.task,
         )
         started = time.perf_counter() - self.seconds
+        every = self.config.eval_every
         while self.step < stop:
             loss = self.train_step()
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
-            every = self.config.eval_every
-            if self.step == self.config.steps or (
-                every and self.step % every == 0
-            ):
+            end = self.step == self.config.steps
+            if end or (every and self.step % every == 0):
                 self.seconds = time.perf_counter() - started
-                record = {
-                    "step": self.step,
-                    "loss": loss,
-                    "seconds": self.seconds,
-                }
+                record = {"step": self.step, "loss": loss}
+                record["seconds"] = self.seconds
                 if self.rank == 0:
                     record["exact_match"] = self.evaluate()
-                self.history.append(
-                    record
-                )  # before saving: a checkpoint holds its own record
+                # before saving: a checkpoint holds its own record
+                self.history.append(record)
                 if self.rank == 0 and out is not None:
                     self.save(out)
         bar.close()
@@ -604,10 +545,72 @@ class Trainer:
 
     def evaluate(self, size: int | None = None) -> float:
         """Exact-match accuracy on the task's held-out set."""
-        pairs = held_out_pairs(
-            self.config.task, self.config.seed, size or self.config.eval_size
-        )
+        size = size or self.config.eval_size
+        pairs = held_out_pairs(self.config.task, self.config.seed, size)
         return exact_match(self.model, self.vocab, pairs)
+
+
+CHECKPOINT_FORMAT = "transformer_lite checkpoint"
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically: into a temporary file in the
+    same folder, then renamed over ``path``. A crash mid-write leaves the
+    old file as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        # mkstemp makes it owner-only; use the usual mode
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by ``save_checkpoint``, or raise a
+    ValueError that says why the file is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    # pickle, zip and torch errors all mean "not a checkpoint"
+    except Exception as error:
+        kind = error.__class__.__name__
+        raise ValueError(
+            f"{path} is not a transformer_lite checkpoint ({kind})"
+        ) from None
+    if (
+        not isinstance(state, dict)
+        or state.get("format") != CHECKPOINT_FORMAT
+    ):
+        raise ValueError(f"{path} is not a transformer_lite checkpoint")
+    return state
+
+
+def model_from_checkpoint(state: dict) -> tuple[Transformer, Vocab]:
+    """The trained model (in eval mode) and its vocabulary."""
+    vocab = Vocab(state["vocab"])
+    model = Transformer(
+        len(vocab), len(vocab), TransformerConfig(**state["model_config"])
+    )
+    model.load_state_dict(state["model"])
+    return model.eval(), vocab
+
+
+class _Checkpoints:
+    """Saving and resuming, for ``Trainer``."""
 
     def state(self) -> dict:
         return {
@@ -622,6 +625,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": _rng_state(),
             "history": self.history,
+            "losses": self.losses,
         }
 
     def save(self, path: str | Path) -> None:
@@ -631,9 +635,9 @@ class Trainer:
     def resume(
         cls, path: str | Path, steps: int | None = None, device=None
     ) -> "Trainer":
-        """A Trainer in the state saved at ``path``. A new ``steps`` budget stretches the
-        learning-rate schedule to it; without one, training continues exactly as if it
-        had never stopped."""
+        """A Trainer in the state saved at ``path``. A new ``steps`` budget
+        stretches the learning-rate schedule to it; without one, training
+        continues exactly as if it had never stopped."""
         state = load_checkpoint(path)
         try:
             saved = state["train_config"] | (
@@ -644,15 +648,15 @@ class Trainer:
                 TransformerConfig(**state["model_config"]),
             )
         except (KeyError, TypeError) as error:
-            raise ValueError(
-                f"{path} holds a checkpoint this version cannot read: {error}"
-            ) from None
+            problem = "holds a checkpoint this version cannot read"
+            raise ValueError(f"{path} {problem}: {error}") from None
         trainer = cls(config, model_config, device=device)
         trainer.load_state(state, source=str(path))
         return trainer
 
     def load_state(self, state: dict, source: str = "checkpoint") -> None:
-        """Load model, optimizer, scheduler and RNG states; refuse a different config."""
+        """Load model, optimizer, scheduler and RNG states; refuse a
+        different config."""
         ours = dataclasses.asdict(self.model_config)
         differing = {
             k: (v, ours.get(k))
@@ -663,14 +667,15 @@ class Trainer:
             details = ", ".join(
                 f"{k}: {a} there, {b} here" for k, (a, b) in differing.items()
             )
+            details = details or "vocabulary differs"
             raise ValueError(
-                f"{source} was made for another model ({details or 'vocabulary differs'})"
+                f"{source} was made for another model ({details})"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        # the optimizer restored the saved rate; take this schedule's (the same, unless the
-        # budget changed on resume)
+        # the optimizer restored the saved rate; take this schedule's (the
+        # same, unless the budget changed on resume)
         epoch = self.scheduler.last_epoch
         for group, base, factor in zip(
             self.optimizer.param_groups,
@@ -680,12 +685,55 @@ class Trainer:
         ):
             group["lr"] = base * factor(epoch)
         self.step, self.history = state["step"], list(state["history"])
+        self.losses = list(state.get("losses", []))
         self.seconds = state.get("seconds", 0.0)
         _set_rng_state(state["rng"])
 
 
+class Trainer(_TrainLoop, _Checkpoints):
+    """Trains a Transformer on one of the book's tasks; resumable and
+    DDP-aware.
+
+    Under ``torchrun`` (WORLD_SIZE > 1) it joins the process group (gloo on
+    CPU, nccl on CUDA), wraps the model in DistributedDataParallel, and
+    each rank trains on its own rows of every global batch; only rank 0
+    writes checkpoints and reports.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model_config: TransformerConfig | None = None,
+        device: torch.device | str | None = None,
+    ):
+        self.config = config
+        self.vocab = TASKS[config.task]()
+        self.model_config = model_config or small_model_config()
+        self.device, self.rank, self.world_size = _process_setup(device)
+        if config.batch_size % self.world_size:
+            raise ValueError(
+                f"batch_size={config.batch_size} does not split over "
+                f"{self.world_size} processes"
+            )
+        torch.manual_seed(config.seed)
+        size = len(self.vocab)
+        self.model = Transformer(size, size, self.model_config)
+        self.model.to(self.device)
+        self.wrapped = _wrap_ddp(self.model, self.device, self.world_size)
+        self.optimizer, self.scheduler = make_optimizer(
+            self.model, config, self.model_config.d_model
+        )
+        self.stream = BatchStream(
+            config.task, self.vocab, config.batch_size, seed=config.seed
+        )
+        self.step, self.seconds = 0, 0.0  # so far, over all runs
+        self.history: list[dict] = []  # one record per evaluation
+        self.losses: list[float] = []  # every step's loss
+
+
 def describe(record: dict) -> str:
-    """One line of a training history: step, loss, held-out exact match, time."""
+    """One line of a training history: step, loss, held-out exact match,
+    time."""
     line = f"step {record['step']:5d}  loss {record['loss']:.3f}"
     if "exact_match" in record:
         line += f"  held-out exact match {record['exact_match']:.2%}"
@@ -706,8 +754,8 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _distributed_setup(device: torch.device) -> tuple[int, int]:
-    """(rank, world size): joins the process group when started by torchrun, with nccl for
-    a CUDA device and gloo otherwise."""
+    """(rank, world size): joins the process group when started by
+    torchrun, with nccl for a CUDA device and gloo otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return 0, 1
@@ -730,16 +778,37 @@ def _distributed_teardown() -> None:
 
 def _default_device(rank: int) -> torch.device:
     if torch.cuda.is_available():
-        return torch.device(
-            "cuda",
-            int(os.environ.get("LOCAL_RANK", rank))
-            % torch.cuda.device_count(),
-        )
+        return torch.device("cuda", rank % torch.cuda.device_count())
     return torch.device("cpu")
 
 
+def _process_setup(device) -> tuple[torch.device, int, int]:
+    """(device, rank, world size) of this process: the device asked for,
+    else this rank's GPU or the CPU; joins the process group under
+    torchrun."""
+    local_rank = int(
+        os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))
+    )
+    if device is None:
+        device = _default_device(local_rank)
+    device = torch.device(device)
+    return (device, *_distributed_setup(device))
+
+
+def _wrap_ddp(
+    model: nn.Module, device: torch.device, world_size: int
+) -> nn.Module:
+    """The model itself, or wrapped in DistributedDataParallel under
+    torchrun."""
+    if world_size == 1:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, with errors on one line (and a pointer to --help) instead of the usage."""
+    """argparse, with errors on one line (and a pointer to --help)
+    instead of the usage."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -748,7 +817,8 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m transformer_lite",
-        description="Train the book's Transformer on a task, or translate with a checkpoint.",
+        description="Train the book's Transformer on a task, "
+        "or translate with a checkpoint.",
     )
     commands = parser.add_subparsers(
         dest="command",
@@ -759,20 +829,23 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train a model and save a checkpoint",
-        description="Train on a generated task and save a checkpoint (resumable). Under torchrun "
-        "--nproc_per_node=N the same command trains with DistributedDataParallel.",
+        description="Train on a generated task and save a checkpoint "
+        "(resumable). Under torchrun --nproc_per_node=N the same command "
+        "trains with DistributedDataParallel.",
     )
     train.add_argument(
         "--task",
         required=True,
         choices=sorted(TASKS),
-        help="copy: repeat a string; dates: read a date in six languages, write it as YYYY-MM-DD",
+        help="copy: repeat a string; dates: read a date in six "
+        "languages, write it as YYYY-MM-DD",
     )
     train.add_argument(
         "--steps",
         type=int,
         default=None,
-        help=f"optimisation steps (default {TrainConfig.steps}; with --resume, the saved budget)",
+        help=f"optimisation steps (default {TrainConfig.steps}; "
+        "with --resume, the saved budget)",
     )
     train.add_argument(
         "--out", required=True, type=Path, help="checkpoint file to write"
@@ -799,6 +872,18 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=TrainConfig.warmup,
         help="warm-up steps (default %(default)s)",
+    )
+    train.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=TrainConfig.schedule,
+        help="learning-rate schedule (default %(default)s)",
+    )
+    train.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=TrainConfig.label_smoothing,
+        help="ε of label smoothing (default %(default)s)",
     )
     train.add_argument(
         "--eval-every",
@@ -850,7 +935,8 @@ def _parser() -> argparse.ArgumentParser:
     translate_ = commands.add_parser(
         "translate",
         help="translate text with a trained checkpoint",
-        description="Translate each TEXT with a checkpoint from `train`, one result per line.",
+        description="Translate each TEXT with a checkpoint from `train`, "
+        "one result per line.",
     )
     translate_.add_argument(
         "--checkpoint",
@@ -865,8 +951,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command-line interface: ``python -m transformer_lite {train,translate} ...``.
-    Errors are one line on stderr and a non-zero exit, never a traceback."""
+    """The command-line interface: ``python -m transformer_lite
+    {train,translate} ...``. Errors are one line on stderr and a non-zero
+    exit, never a traceback."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "translate":
@@ -887,6 +974,8 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=args.batch_size,
                 lr=args.lr,
                 warmup=min(args.warmup, max(steps, 1)),
+                schedule=args.schedule,
+                label_smoothing=args.label_smoothing,
                 eval_every=args.eval_every,
                 seed=args.seed,
             )
@@ -905,7 +994,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{describe(trainer.history[-1])}; saved {args.out}")
         elif trainer.rank == 0:
             print(
-                f"nothing to train: {args.out} is at step {trainer.step} of {trainer.config.steps}"
+                f"nothing to train: {args.out} is at step "
+                f"{trainer.step} of {trainer.config.steps}"
             )
         return 0
     except (
@@ -925,11 +1015,12 @@ def main(argv: list[str] | None = None) -> int:
 def cross_attention_maps(
     model: Transformer, src: Tensor, tgt_in: Tensor
 ) -> list[Tensor]:
-    """Every decoder layer's cross-attention weights for one teacher-forced pass, collected
-    with forward hooks that are removed afterwards.
+    """Every decoder layer's cross-attention weights for one teacher-forced
+    pass, collected with forward hooks that are removed afterwards.
 
     Shape:
-        src (B, S), tgt_in (B, T). Returns one (B, H, T, S) tensor per decoder layer.
+        src (B, S), tgt_in (B, T). Returns one (B, H, T, S) tensor per
+        decoder layer.
     """
     maps: list[Tensor] = []
 
@@ -963,6 +1054,7 @@ __all__ = [
     "FIRST_DATE",
     "LAST_DATE",
     "COPY_SYMBOLS",
+    "NUMERIC_STYLES",
     "Vocab",
     "date_styles",
     "dates_vocab",
@@ -970,21 +1062,25 @@ __all__ = [
     "noisy",
     "date_example",
     "copy_example",
-    "encode_batch",
-    "BatchStream",
     "held_out_pairs",
     "TASKS",
+    "encode_batch",
     "label_smoothed_loss",
+    "smoothed_target_entropy",
     "noam_lambda",
     "linear_lambda",
+    "constant_lambda",
     "TrainConfig",
     "small_model_config",
+    "SCHEDULES",
+    "BatchStream",
+    "make_optimizer",
+    "translate",
+    "exact_match",
     "CHECKPOINT_FORMAT",
     "save_checkpoint",
     "load_checkpoint",
     "model_from_checkpoint",
-    "translate",
-    "exact_match",
     "Trainer",
     "describe",
     "main",
