@@ -16,7 +16,7 @@ help:
 	@echo "make book      build the HTML book into _build/html, with the package wheel and the notebooks to download (sets up .venv first)"
 	@echo "make test      sync check and lint, unit and browser tests, every notebook re-run and compared"
 	@echo "make lab       open the chapters in JupyterLab (ARGS=\"--no-browser --port 8899\")"
-	@echo "make sync      bring each notebook and its .py pair together (the newer file wins)"
+	@echo "make sync      bring each notebook and its .py pair together; refuses when both changed (PREFER=py|ipynb)"
 	@echo "make execute   sync, export, then re-run the notebooks in place (NOTEBOOKS=... for some)"
 	@echo "make export    write transformer_lite/ from the notebooks' export cells"
 	@echo "make format    ruff-format the notebooks, tools and tests, keeping the pairs in sync"
@@ -46,12 +46,14 @@ lint: check
 
 # sync first, so edits made in a .py reach its notebook before ruff rewrites the notebook
 format: $(STAMP)
-	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
-	$(BIN)/ruff format $(NOTEBOOKS) tools tests book benchmarks
-	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
+	$(BIN)/python tools/nbsync.py $(NOTEBOOKS)
+	$(BIN)/ruff format $(NOTEBOOKS) tools tests book benchmarks experiments
+	$(BIN)/python tools/nbsync.py $(NOTEBOOKS)
 
+# Never "the newer file wins": see tools/nbsync.py. PREFER=py or PREFER=ipynb picks a side.
+PREFER ?=
 sync: $(STAMP)
-	$(BIN)/jupytext --sync $(NOTEBOOKS)
+	$(BIN)/python tools/nbsync.py $(if $(PREFER),--prefer $(PREFER)) $(NOTEBOOKS)
 
 # Export first: a chapter imports what the chapters before it export. Streams are merged after
 # execution, so a cell's prints are stored as one output however the kernel chunked them.
@@ -64,7 +66,7 @@ execute: sync
 	    --NotebookExporter.preprocessors=nbconvert.preprocessors.CoalesceStreamsPreprocessor \
 	    $$nb || exit 1; \
 	done
-	$(BIN)/jupytext --quiet --sync $(NOTEBOOKS)
+	$(BIN)/python tools/nbsync.py $(NOTEBOOKS)
 
 # Two pytest workers, one thread each: two processes that each start a thread per core would
 # oversubscribe the cores and run many times slower. --dist loadfile keeps a notebook on one worker.

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from transformer_lite import time_calls
+from transformer_lite.helpers import time_calls
 
 MiB = 2**20
 

@@ -29,6 +29,7 @@ from benchmarks.measure import (
     peak_mib,
     time_in_turns,
 )
+from transformer_lite.helpers import seeded_randint, seeded_randn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +53,7 @@ class Settings:
 def _randn(
     *shape: int, seed: int, settings: Settings, grad: bool = False
 ) -> Tensor:
-    x = tl.seeded_randn(*shape, seed=seed, device=settings.device)
+    x = seeded_randn(*shape, seed=seed, device=settings.device)
     return x.requires_grad_(grad)
 
 
@@ -371,7 +372,7 @@ def training(settings: Settings, ceiling_gflops: float | None) -> dict:
         ).to(settings.device)
         shape = (c["batch"], c["length"])
         src, tgt_in, tgt_out = (
-            tl.seeded_randint(
+            seeded_randint(
                 1, c["vocab"], *shape, seed=s, device=settings.device
             )
             for s in (1, 2, 3)
@@ -452,7 +453,7 @@ def decoding(settings: Settings) -> dict:
     for name, batch in cases:
         c = CONFIGS[name]
         model = our_model(c, dropout=0.0).to(settings.device).eval()
-        src = tl.seeded_randint(
+        src = seeded_randint(
             3, c["vocab"], batch, 32, seed=batch, device=settings.device
         )
         # no token has id `vocab`: no row ever ends, every run makes exactly 64 tokens

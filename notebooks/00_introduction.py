@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -57,12 +58,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from transformer_lite import (
-    get_device,
-    scaled_dot_product_attention,
-    seeded_randn,
-    time_calls,
-)
+from transformer_lite import scaled_dot_product_attention
+from transformer_lite.helpers import get_device, seeded_randn, time_calls
 
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)

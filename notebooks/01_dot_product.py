@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -37,7 +38,7 @@
 #
 # Cells marked `export` (see the notebook's cell tags) become the module `transformer_lite/dot_product.py`.
 
-# %% tags=["export"]
+# %% tags=["export:helpers"]
 import time
 from collections.abc import Callable
 
@@ -169,7 +170,7 @@ assert dot("cat", "kitten") > 0 and dot("cat", "mat") == 0
 # Here is a whole sentence. Row $i$ of the score matrix says how strongly word $i$ matches every word $j$:
 
 
-# %% tags=["export", "hide-input"]
+# %% tags=["export:helpers", "hide-input"]
 def plot_attention(
     weights: Tensor,
     query_tokens: list[str],
@@ -186,7 +187,13 @@ def plot_attention(
         ``key_tokens``.
     """
     # imported here, so that the package does not need matplotlib
-    import matplotlib.pyplot as plt
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError(
+            "plot_attention needs matplotlib: "
+            'pip install "transformer_lite[plot]"'
+        ) from None
 
     weights = weights.detach().float().cpu().numpy()
     if weights.shape != (len(query_tokens), len(key_tokens)):
@@ -301,6 +308,9 @@ for name, key in [("cat", cat), ("2·cat", 2 * cat)]:
 
 
 # %% tags=["export"]
+from torch import Tensor
+
+
 def softmax(scores: Tensor, dim: int = -1) -> Tensor:
     """Turn scores into positive weights that sum to 1 along ``dim``.
 
@@ -499,7 +509,7 @@ print("loop and matrix form agree; weights:", tuple(matrix_weights.shape))
 # and it waits for the GPU around each call, because GPU work runs after Python returns. It is exported: the
 # introduction and the benchmarks (`python -m benchmarks`, see the Performance appendix) time everything with it.
 
-# %% tags=["export"]
+# %% tags=["export:helpers"]
 def time_calls(
     *fns: Callable[[], object], repeats: int = 5, warmup: int = 1
 ) -> list[list[float]]:

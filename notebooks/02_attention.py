@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -37,12 +38,8 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from transformer_lite import (
-    dot_product_attention,
-    get_device,
-    seeded_randn,
-    softmax,
-)
+from transformer_lite import dot_product_attention, softmax
+from transformer_lite.helpers import get_device, seeded_randn
 
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -35,12 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transformer_lite import (
-    get_device,
-    plot_attention,
-    scaled_dot_product_attention,
-    seeded_randn,
-)
+from transformer_lite import scaled_dot_product_attention
+from transformer_lite.helpers import get_device, plot_attention, seeded_randn
 
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)

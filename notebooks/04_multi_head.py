@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -34,12 +35,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from transformer_lite import (
     causal_mask,
-    get_device,
     padding_mask,
-    plot_attention,
     scaled_dot_product_attention,
-    seeded_randn,
 )
+from transformer_lite.helpers import get_device, plot_attention, seeded_randn
 
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)

@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -41,13 +42,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from transformer_lite import (
-    MultiHeadAttention,
-    get_device,
-    padding_mask,
-    seeded_randint,
-    seeded_randn,
-)
+from transformer_lite import MultiHeadAttention, padding_mask
+from transformer_lite.helpers import get_device, seeded_randint, seeded_randn
 
 device = get_device()
 plt.rcParams["figure.figsize"] = (5, 3.5)

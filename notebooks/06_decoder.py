@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -35,10 +36,9 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from transformer_lite import (
-    causal_mask,
+from transformer_lite import causal_mask, padding_mask
+from transformer_lite.helpers import (
     get_device,
-    padding_mask,
     seeded_randint,
     seeded_randn,
     time_calls,

@@ -12,9 +12,9 @@ from transformer_lite import (
     check_mask,
     dot_product_attention,
     scaled_dot_product_attention,
-    seeded_randn,
     softmax,
 )
+from transformer_lite.helpers import seeded_randn
 
 
 def qkv(*batch, lq=5, lk=7, dk=16, dv=8, seed=0):

@@ -14,8 +14,8 @@ from transformer_lite import (
     greedy_decode,
     make_model,
     padding_mask,
-    seeded_randn,
 )
+from transformer_lite.helpers import seeded_randn
 
 D, H, F = 32, 4, 64
 SMALL = {

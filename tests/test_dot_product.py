@@ -5,14 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_lite import (
-    check_qkv,
-    dot_product_attention,
-    get_device,
-    seeded_randn,
-    softmax,
-    time_calls,
-)
+from transformer_lite import check_qkv, dot_product_attention, softmax
+from transformer_lite.helpers import get_device, seeded_randn, time_calls
 
 
 def test_get_device_matches_availability():
@@ -159,7 +153,7 @@ def test_plot_attention_checks_labels():
     import matplotlib
 
     matplotlib.use("Agg")
-    from transformer_lite import plot_attention
+    from transformer_lite.helpers import plot_attention
 
     ax = plot_attention(torch.eye(2), ["a", "b"], ["c", "d"], title="t")
     assert [t.get_text() for t in ax.get_xticklabels()] == ["c", "d"]
@@ -206,3 +200,34 @@ def test_time_calls_measures_time():
 def test_time_calls_refuses_bad_arguments(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
         time_calls(*args, **kwargs)
+
+
+def test_plot_attention_without_matplotlib_names_the_extra(tmp_path):
+    """Without matplotlib, plot_attention says which extra to install."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'matplotlib':\n"
+        "            raise ImportError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import torch\n"
+        "from transformer_lite.helpers import plot_attention\n"
+        "try:\n"
+        "    plot_attention(torch.ones(2, 2), ['a', 'b'], ['a', 'b'])\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        'plot_attention needs matplotlib: pip install "transformer_lite[plot]"'
+    )

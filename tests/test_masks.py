@@ -8,8 +8,8 @@ from transformer_lite import (
     causal_mask,
     padding_mask,
     scaled_dot_product_attention,
-    seeded_randn,
 )
+from transformer_lite.helpers import seeded_randn
 
 
 def test_padding_mask_shape_and_values():

@@ -5,12 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from transformer_lite import (
-    MultiHeadAttention,
-    causal_mask,
-    padding_mask,
-    seeded_randn,
-)
+from transformer_lite import MultiHeadAttention, causal_mask, padding_mask
+from transformer_lite.helpers import seeded_randn
 
 D, H = 32, 4
 
