@@ -2,6 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -17,10 +18,10 @@
 # # 7. Training the Transformer for real
 #
 # Six chapters built a model that is proven equal to PyTorch's layers, but has never learned anything. This
-# chapter trains it on a CPU, on two tasks that need no download; the whole page runs in about
-# two and a half minutes on the 2-core machine that built this book when nothing else runs there (its training
-# logs said 40 s and 105 s), and it measured 5.6 minutes for the outputs stored here, with other jobs sharing the
-# two cores:
+# chapter trains it on a CPU, on two tasks that need no download. On the 2-core machine that built this book the
+# whole page took 5.5 minutes for the outputs stored here, with other jobs sharing the two cores (training logs:
+# 84 s for copy, 186 s for dates), and about two and a half minutes when nothing else ran there (40 s and
+# 105 s). While they train, the training cells print a line every hundred or two hundred steps. The tasks:
 #
 # 1. **copy**: repeat a random string. A first check that the whole pipeline (batches, masks, loss, decoding) works:
 #    a model that cannot learn to copy has a bug.
@@ -47,9 +48,9 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from transformer_lite import (
+from transformer_lite import make_model
+from transformer_lite.helpers import (
     get_device,
-    make_model,
     plot_attention,
     seeded_randint,
     seeded_randn,
@@ -80,33 +81,20 @@ COPY_STEPS, DATES_STEPS = 800, 1500  # training budgets of the two tasks
 # Everything is character level: the vocabulary is every character the styles can produce (in every case), plus
 # four special tokens. Token ids 0–3 are `<pad>`, `<s>` (start), `</s>` (end) and `<unk>`.
 #
-# The module's imports and constants come first (folded; open them to read).
+# The chapter writes three modules: `transformer_lite.data` (the tasks), `transformer_lite.train` (loss,
+# schedules, the trainer, checkpoints) and `transformer_lite.cli` (the command line). Their imports and the
+# task's constants come first (folded; open them to read).
 
-# %% tags=["export", "hide-input"]
-import argparse
-import dataclasses
+# %% tags=["export:data", "hide-input"]
 import datetime
-import math
-import os
+import importlib
 import random
-import sys
-import tempfile
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from types import ModuleType
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-
-from transformer_lite.decoder import (
-    Transformer,
-    TransformerConfig,
-    greedy_decode,
-)
+from torch import Tensor
 
 # Shapes: B batch, S source length, T target length, V vocabulary.
-
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -117,13 +105,78 @@ COPY_SYMBOLS = "abcdefghij"
 # numeric patterns whose field order no reader can mistake: dotted
 # day-first (5.1.2026, unpadded) and ISO year-first (2026-01-05)
 NUMERIC_STYLES = (("de", "d.M.y"), ("en", "y-MM-dd"))
+TRAIN_EXTRA = 'pip install "transformer_lite[train]"'
+
+
+def require(module: str, needed_for: str) -> ModuleType:
+    """Import an optional dependency of the ``[train]`` extra, or raise an
+    ImportError whose one line says what to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"{needed_for} needs {module.split('.')[0]}, which is not "
+            f"installed: {TRAIN_EXTRA}"
+        ) from None
+
+
+# %% tags=["export", "hide-input"]
+import dataclasses
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transformer_lite.data import (
+    BOS,
+    EOS,
+    PAD,
+    TASKS,
+    BatchStream,
+    Vocab,
+    encode_batch,
+    held_out_pairs,
+)
+from transformer_lite.decoder import (
+    Transformer,
+    TransformerConfig,
+    greedy_decode,
+)
+
+# Shapes: B batch, S source length, T target length, V vocabulary.
+
+# %% tags=["export:cli", "hide-input"]
+import argparse
+import sys
+from pathlib import Path
+
+from transformer_lite import __version__
+from transformer_lite.data import TASKS
+from transformer_lite.train import (
+    LOW_CONFIDENCE,
+    SCHEDULES,
+    TrainConfig,
+    Trainer,
+    _distributed_teardown,
+    load_checkpoint,
+    model_from_checkpoint,
+    small_model_config,
+    translate_with_confidence,
+)
 
 # %% [markdown]
 # A `Vocab` maps characters to ids and back. It refuses a character it has never seen, and names it, rather than
 # mapping it silently to `<unk>`: a date in Cyrillic should fail loudly, not be half-read.
 
 
-# %% tags=["export"]
+# %% tags=["export:data"]
 class Vocab:
     """Characters to ids and back; ids 0-3 are <pad>, <s>, </s>, <unk>.
 
@@ -139,6 +192,12 @@ class Vocab:
 
     def __len__(self) -> int:
         return len(SPECIALS) + len(self.chars)
+
+    def __repr__(self) -> str:
+        symbols = [*SPECIALS, *self.chars]
+        shown = ", ".join(map(repr, symbols[:8]))
+        more = ", ..." if len(symbols) > 8 else ""
+        return f"Vocab({len(symbols)} symbols: {shown}{more})"
 
     def encode(self, text: str) -> list[int]:
         unknown = sorted({c for c in text if c not in self.index})
@@ -164,12 +223,11 @@ class Vocab:
 # held-out dates.
 
 
-# %% tags=["export"]
+# %% tags=["export:data"]
 def _format_date(date: datetime.date, locale: str, style: str) -> str:
     # CLDR data, offline; imported only for this task
-    from babel.dates import format_date
-
-    return format_date(date, style, locale=locale)
+    babel_dates = require("babel.dates", "the dates task")
+    return babel_dates.format_date(date, style, locale=locale)
 
 
 def date_styles() -> list[tuple[str, str]]:
@@ -212,7 +270,7 @@ def split_dates(seed: int = 0, held_out: float = 0.1) -> tuple[list, list]:
 # whose symbol sum decides whether it may be used in training.
 
 
-# %% tags=["export"]
+# %% tags=["export:data"]
 def noisy(text: str, rng: random.Random) -> str:
     """Light noise in case and spacing, as people type: lower or upper
     case, a doubled space, a missing space after a comma."""
@@ -293,7 +351,7 @@ print(
 # forcing (chapter 6).
 
 
-# %% tags=["export"]
+# %% tags=["export:data"]
 def encode_batch(
     pairs: list[tuple[str, str]],
     vocab: Vocab,
@@ -588,7 +646,8 @@ print(f"paper's schedule at d_model=128, warmup=150: peak {peak:.1e}")
 # - **checkpoints** hold the model, optimizer, scheduler, random-number states, both configs and the vocabulary, and
 #   are written atomically: to a temporary file first, then renamed over the old one, so a crash mid-write never
 #   leaves a corrupt checkpoint in its place;
-# - a **progress bar** (tqdm) that appears only on a terminal, so logs and tests stay clean.
+# - **progress**: on a terminal, a bar for training and one for each evaluation (tqdm; without it, plain lines);
+#   in this notebook, a line every few hundred steps (`log_every`), so a running cell is never silent.
 #
 # The pieces come one at a time. What a learner need not read (argument checks, checkpoint files, processes
 # and the command line) is folded: click a folded cell to open it.
@@ -614,7 +673,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     clip: float = 1.0
     eval_every: int = 0  # 0: evaluate only at the end
-    eval_size: int = 5400
+    eval_size: int = 500  # held-out examples per evaluation
     seed: int = 0
 
     def __post_init__(self):
@@ -645,7 +704,7 @@ def _check_train_config(config: TrainConfig) -> None:
         raise ValueError(
             f"unknown task {config.task!r}; choose one of {sorted(TASKS)}"
         )
-    for name in ("steps", "batch_size", "warmup"):
+    for name in ("steps", "batch_size", "warmup", "eval_size"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -668,7 +727,7 @@ def _check_train_config(config: TrainConfig) -> None:
 # batch holds sources of similar length and little padding (folded: it is bookkeeping).
 
 
-# %% tags=["export", "hide-input"]
+# %% tags=["export:data", "hide-input"]
 class BatchStream:
     """Training batches as a pure function of (seed, step): batch ``step``
     is the same in every run, after a resume, and on every DDP rank (each
@@ -813,6 +872,48 @@ class _TrainStep:
 
 
 # %% [markdown]
+# **Progress** (folded): a tqdm bar where tqdm is installed, and a plain line on stderr every tenth of the way
+# where it is not (tqdm comes with the `[train]` extra; the copy task needs nothing beyond torch).
+
+
+# %% tags=["export", "hide-input"]
+class _Lines:
+    """A stand-in for a tqdm bar: a plain line on stderr every tenth of
+    the way (or nothing, when disabled)."""
+
+    def __init__(self, total: int, initial: int, desc: str, enabled: bool):
+        self.n, self.total, self.desc = initial, total, desc
+        self.enabled, self.every = enabled, max(1, total // 10)
+        self.postfix = ""
+
+    def update(self, n: int = 1) -> None:
+        before, self.n = self.n, self.n + n
+        crossed = self.n // self.every > before // self.every
+        if self.enabled and (crossed or self.n == self.total):
+            line = f"{self.desc} {self.n}/{self.total} {self.postfix}"
+            print(line.rstrip(), file=sys.stderr, flush=True)
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = " ".join(f"{k}={v}" for k, v in values.items())
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, initial: int = 0, desc: str = "", enabled=True):
+    """A tqdm progress bar; plain lines if tqdm is not installed; nothing
+    if not ``enabled``."""
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass
+        else:
+            return tqdm(total=total, initial=initial, desc=desc)
+    return _Lines(total, initial, desc, enabled)
+
+
+# %% [markdown]
 # **Measuring.** `translate` decodes greedily (chapter 6); `exact_match` is the share of held-out pairs whose
 # translation is exactly right, the score this chapter reports.
 
@@ -820,29 +921,39 @@ class _TrainStep:
 # %% tags=["export"]
 @torch.no_grad()
 def translate(
-    model: Transformer, vocab: Vocab, texts: list[str], max_len: int = 40
+    model: Transformer,
+    vocab: Vocab,
+    texts: list[str],
+    max_len: int = 40,
+    progress: bool = False,
 ) -> list[str]:
     """Greedy translations of ``texts`` (characters outside the vocabulary
-    are refused)."""
+    are refused), 512 at a time; ``progress`` shows a bar of its own."""
     device = next(model.parameters()).device
     outputs = []
+    bar = _progress_bar(len(texts), desc="evaluating", enabled=progress)
     for start in range(0, len(texts), 512):
         chunk = texts[start : start + 512]
         src, _, _ = encode_batch([(t, "") for t in chunk], vocab, device)
         tokens = greedy_decode(model, src, BOS, EOS, max_len=max_len)
         outputs += [vocab.decode(row) for row in tokens]
+        bar.update(len(chunk))
+    bar.close()
     return outputs
 
 
 def exact_match(
-    model: Transformer, vocab: Vocab, pairs: list[tuple[str, str]]
+    model: Transformer,
+    vocab: Vocab,
+    pairs: list[tuple[str, str]],
+    progress: bool = False,
 ) -> float:
     """Share of pairs whose greedy translation equals the target exactly."""
     was_training = model.training
     model.eval()
     longest = max(len(t) for _, t in pairs)
     predictions = translate(
-        model, vocab, [s for s, _ in pairs], max_len=longest + 1
+        model, vocab, [s for s, _ in pairs], longest + 1, progress
     )
     model.train(was_training)
     return sum(
@@ -864,36 +975,34 @@ class _TrainLoop(_TrainStep):
         out: str | Path | None = None,
         progress: bool | None = None,
         until: int | None = None,
+        log_every: int = 0,
     ) -> "Trainer":
         """Train up to ``config.steps`` (or stop early at step ``until``),
         evaluating every ``eval_every`` steps and at the end; write a
-        checkpoint to ``out`` at each evaluation. The progress bar shows
-        only on a terminal unless ``progress`` says so."""
-        from tqdm.auto import tqdm
-
+        checkpoint to ``out`` at each evaluation. Progress bars (training,
+        then each evaluation) show only on a terminal unless ``progress``
+        says so; ``log_every=N`` prints the step and the time spent every
+        N steps."""
         if progress is None:
-            progress = sys.stderr.isatty() and self.rank == 0
-        stop = self.config.steps if until is None else until
-        stop = min(stop, self.config.steps)
-        bar = tqdm(
-            total=stop,
-            initial=self.step,
-            disable=not progress,
-            desc=self.config.task,
-        )
+            progress = sys.stderr.isatty()
+        progress = progress and self.rank == 0
+        stop = min(until or self.config.steps, self.config.steps)
+        bar = _progress_bar(stop, self.step, self.config.task, progress)
         started = time.perf_counter() - self.seconds
         every = self.config.eval_every
         while self.step < stop:
             loss = self.train_step()
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}")
+            self.seconds = time.perf_counter() - started
+            if log_every and self.step % log_every == 0 and self.rank == 0:
+                print(f"step {self.step}/{stop}  ({self.seconds:.0f} s)")
             end = self.step == self.config.steps
             if end or (every and self.step % every == 0):
-                self.seconds = time.perf_counter() - started
                 record = {"step": self.step, "loss": loss}
                 record["seconds"] = self.seconds
                 if self.rank == 0:
-                    record["exact_match"] = self.evaluate()
+                    record["exact_match"] = self.evaluate(progress=progress)
                 # before saving: a checkpoint holds its own record
                 self.history.append(record)
                 if self.rank == 0 and out is not None:
@@ -901,11 +1010,12 @@ class _TrainLoop(_TrainStep):
         bar.close()
         return self
 
-    def evaluate(self, size: int | None = None) -> float:
-        """Exact-match accuracy on the task's held-out set."""
+    def evaluate(self, size: int | None = None, progress=False) -> float:
+        """Exact-match accuracy on ``size`` (by default
+        ``config.eval_size``) examples of the task's held-out set."""
         size = size or self.config.eval_size
         pairs = held_out_pairs(self.config.task, self.config.seed, size)
-        return exact_match(self.model, self.vocab, pairs)
+        return exact_match(self.model, self.vocab, pairs, progress)
 
 
 # %% [markdown]
@@ -978,6 +1088,11 @@ class _Checkpoints:
     """Saving and resuming, for ``Trainer``."""
 
     def state(self) -> dict:
+        """Everything a run needs to continue bit for bit, as a dict that
+        ``torch.save`` can write and ``load_state`` restores: the weights,
+        the optimizer and scheduler states, the random-number states, both
+        configs, the vocabulary, the step, the time spent, the history of
+        evaluations and every step's loss."""
         return {
             "task": self.config.task,
             "train_config": dataclasses.asdict(self.config),
@@ -994,6 +1109,9 @@ class _Checkpoints:
         }
 
     def save(self, path: str | Path) -> None:
+        """Write ``state()`` to ``path`` atomically (``save_checkpoint``):
+        a crash mid-write leaves the previous checkpoint as it was.
+        ``Trainer.resume(path)`` continues from it."""
         save_checkpoint(path, self.state())
 
     @classmethod
@@ -1102,6 +1220,11 @@ class Trainer(_TrainLoop, _Checkpoints):
         self.losses: list[float] = []  # every step's loss
 
 
+# %% [markdown]
+# One line of a training log, used by the command line and by this chapter:
+
+
+# %% tags=["export:cli"]
 def describe(record: dict) -> str:
     """One line of a training history: step, loss, held-out exact match,
     time."""
@@ -1183,7 +1306,7 @@ def _wrap_ddp(
 # no traceback. It is shown at work further down.
 
 
-# %% tags=["export", "hide-input"]
+# %% tags=["export:cli", "hide-input"]
 class _Parser(argparse.ArgumentParser):
     """argparse, with errors on one line (and a pointer to --help)
     instead of the usage."""
@@ -1197,6 +1320,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m transformer_lite",
         description="Train the book's Transformer on a task, "
         "or translate with a checkpoint.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
     )
     commands = parser.add_subparsers(
         dest="command",
@@ -1270,6 +1396,19 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate and save every N steps (default %(default)s)",
     )
     train.add_argument(
+        "--eval-size",
+        type=int,
+        default=TrainConfig.eval_size,
+        help="held-out examples per evaluation (default %(default)s)",
+    )
+    train.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars for training and evaluation (default: on a "
+        "terminal); plain lines where tqdm is not installed",
+    )
+    train.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -1323,6 +1462,12 @@ def _parser() -> argparse.ArgumentParser:
         help="checkpoint written by train",
     )
     translate_.add_argument(
+        "--min-confidence",
+        type=float,
+        default=LOW_CONFIDENCE,
+        help="flag answers the model is less sure of (default %(default)s)",
+    )
+    translate_.add_argument(
         "texts", nargs="+", metavar="TEXT", help='e.g. "27 novembre 2026"'
     )
     return parser
@@ -1337,8 +1482,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "translate":
             state = load_checkpoint(args.checkpoint)
             model, vocab = model_from_checkpoint(state)
-            for line in translate(model, vocab, args.texts):
-                print(line)
+            for answer, confidence in translate_with_confidence(
+                model, vocab, args.texts
+            ):
+                flag = f"  (low confidence: {confidence:.2f})"
+                low = confidence < args.min_confidence
+                print(answer + (flag if low else ""))
             return 0
         if (
             args.resume and args.out.exists()
@@ -1355,6 +1504,7 @@ def main(argv: list[str] | None = None) -> int:
                 schedule=args.schedule,
                 label_smoothing=args.label_smoothing,
                 eval_every=args.eval_every,
+                eval_size=args.eval_size,
                 seed=args.seed,
             )
             model_config = small_model_config(
@@ -1367,7 +1517,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             trainer = Trainer(config, model_config)
         start = trainer.step
-        trainer.fit(out=args.out if trainer.rank == 0 else None)
+        out = args.out if trainer.rank == 0 else None
+        trainer.fit(out=out, progress=args.progress)
         if trainer.rank == 0 and trainer.step > start:
             print(f"{describe(trainer.history[-1])}; saved {args.out}")
         elif trainer.rank == 0:
@@ -1379,9 +1530,9 @@ def main(argv: list[str] | None = None) -> int:
     except (
         ValueError,
         TypeError,
-        FileNotFoundError,
-        OSError,
+        OSError,  # FileNotFoundError among them
         FloatingPointError,
+        ImportError,  # an optional dependency (the [train] extra)
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -1411,7 +1562,7 @@ copy_trainer = Trainer(
     ),
     device=device,
 )
-copy_trainer.fit(progress=False)
+copy_trainer.fit(progress=False, log_every=200)
 for record in copy_trainer.history:
     print(describe(record))
 
@@ -1423,16 +1574,20 @@ print("copy: every held-out string copied exactly")
 # ## Task 2: dates in six languages
 #
 # The same trainer, on dates: 1,500 steps of 128 examples. On the 2-core CPU that built this book this takes
-# about two minutes when it has the machine to itself (105 s; the log below says 182 s, recorded while other jobs
+# about two minutes when it has the machine to itself (105 s; the log below says 186 s, recorded while other jobs
 # shared the cores); a GPU is much faster. We stop a third of the way, to look at the mistakes of a half-trained
 # model, then carry on (stopping and continuing changes nothing, as we prove further down).
 
 # %% tags=["nbval-ignore-output"]
 dates_trainer = Trainer(
-    TrainConfig(task="dates", steps=DATES_STEPS, eval_every=500),
+    TrainConfig(
+        task="dates", steps=DATES_STEPS, eval_every=500, eval_size=5400
+    ),
     device=device,
 )
-dates_trainer.fit(out=workdir / "dates.pt", progress=False, until=500)
+dates_trainer.fit(
+    out=workdir / "dates.pt", progress=False, until=500, log_every=100
+)
 print(describe(dates_trainer.history[-1]))
 
 # %% [markdown]
@@ -1468,7 +1623,7 @@ show_misses(dates_trainer.model.eval())
 # remaining 1,000 steps:
 
 # %% tags=["nbval-ignore-output"]
-dates_trainer.fit(out=workdir / "dates.pt", progress=False)
+dates_trainer.fit(out=workdir / "dates.pt", progress=False, log_every=100)
 for record in dates_trainer.history:
     print(describe(record))
 show_misses(dates_trainer.model.eval())
@@ -1628,27 +1783,41 @@ assert max(peaks["month"]) < min(peaks["year"] + peaks["day"])
 # The held-out test asks for dates never seen, written in styles that were. What does the model do with input
 # no style produces? The probes below are a year outside 1900–2099, numeric styles never trained (slashes with
 # the year last, day-first or month-first), a date that is truly ambiguous, a typo, a word order no locale here
-# uses, a weekday that contradicts the date, and a date without a year. Beside each answer is the lowest
-# probability the model gave any character of its own answer: its confidence in its weakest step. With
-# $\epsilon = 0.1$ the most it can give a token is about $1 - \epsilon + \epsilon / V \approx 0.90$.
+# uses, a weekday that contradicts the date, and a date without a year. Beside each answer is the model's
+# *confidence* in it: the geometric mean of the probabilities it gave the characters of its own answer (and
+# `</s>`), $\exp$ of the mean token log-probability, as `translate_with_confidence` computes it. With
+# $\epsilon = 0.1$ the most it can give a token is $1 - \epsilon + \epsilon / V \approx 0.90$, so 0.90 is
+# as sure as this model can be.
+
+
+# %% tags=["export"]
+# below it the command line flags an answer: chosen from the held-out
+# and out-of-distribution confidences measured below (ε = 0.1)
+LOW_CONFIDENCE = 0.89
+
+
+@torch.no_grad()
+def translate_with_confidence(
+    model: Transformer, vocab: Vocab, texts: list[str], max_len: int = 40
+) -> list[tuple[str, float]]:
+    """Greedy translations, each with the model's confidence in it: the
+    geometric mean of the probabilities it gave its own output tokens
+    (</s> included), that is exp(mean token log-probability)."""
+    answers = translate(model, vocab, texts, max_len)
+    device = next(model.parameters()).device
+    confidences: list[float] = []
+    for start in range(0, len(texts), 512):
+        pairs = list(zip(texts, answers, strict=True))[start : start + 512]
+        src, tgt_in, tgt_out = encode_batch(pairs, vocab, device)
+        log_probs = model(src, tgt_in).float().log_softmax(-1)  # (B, T, V)
+        chosen = log_probs.gather(-1, tgt_out[..., None])[..., 0]  # (B, T)
+        real = tgt_out != PAD
+        mean = (chosen * real).sum(-1) / real.sum(-1)  # (B,)
+        confidences += mean.exp().tolist()
+    return list(zip(answers, confidences, strict=True))
 
 
 # %% tags=["nbval-ignore-output"]
-@torch.no_grad()
-def read_with_confidence(
-    model: Transformer, texts: list[str]
-) -> list[tuple[str, float]]:
-    """Greedy answers, each with the lowest probability the model gave
-    one of its own output tokens (</s> included)."""
-    answers = translate(model, vocab, texts, max_len=12)
-    pairs = list(zip(texts, answers, strict=True))
-    src, tgt_in, tgt_out = encode_batch(pairs, vocab, device)
-    probs = model(src, tgt_in).softmax(-1)  # (B, T, V)
-    chosen = probs.gather(-1, tgt_out[..., None])[..., 0]  # (B, T)
-    chosen = chosen.masked_fill(tgt_out == PAD, 1.0)
-    return list(zip(answers, chosen.min(-1).values.tolist(), strict=True))
-
-
 probes = {  # input: what it is
     "Friday, November 27, 2026": "trained style",
     "17.11.2027": "dotted, day first (trained)",
@@ -1663,11 +1832,11 @@ probes = {  # input: what it is
     "November 27": "no year",
 }
 model = dates_trainer.model.eval()
-read = read_with_confidence(model, list(probes))
+read = translate_with_confidence(model, vocab, list(probes), max_len=12)
 answers = dict(zip(probes, read, strict=True))
 for text, kind in probes.items():
-    answer, low = answers[text]
-    print(f"{text!r:28} → {answer:11} p≥{low:.2f}  {kind}")
+    answer, confidence = answers[text]
+    print(f"{text!r:28} → {answer:11} {confidence:.2f}  {kind}")
 assert answers["17.11.2027"][0] == "2027-11-17"  # trained: day first
 # the model fails outside its training: years it never wrote, slashes
 assert answers["Friday, November 27, 2150"][0] != "2150-11-27"
@@ -1690,10 +1859,77 @@ assert answers["27/11/2026"][0] != "2026-11-27"
 #   answer, so the model had learned to look past it.
 # - **A date without a year** got one invented (2077).
 #
-# The confidence column is no guide. The model is as sure of `2071-12-26` for `27/11/2026` (p ≥ 0.90, the most
-# label smoothing allows) as of its right answers; it is unsure of some failures (`11/27/2026`, 0.37) but not of
-# others. A model trained on one distribution says nothing reliable outside it; an input it cannot read should be
-# refused before it reaches the model (the slash-with-year-last formats here), not guessed.
+# The confidence column is a weak guide. In the stored run the model was less sure of some failures (`11/27/2026`
+# 0.79, 1850 0.84, the missing year 0.88) than of any right answer (0.90), but exactly as sure of
+# `2071-12-26` for `27/11/2026`, and of `2030-02-27` for the ambiguous `03/04/2027`, as of its right answers.
+#
+# (ch7-confidence)=
+# ### Where to draw the line
+#
+# One probe per kind proves little. The cell below measures the confidence of 400 held-out dates and of 100
+# inputs of each out-of-distribution kind (built from held-out dates: years moved to 2100–2199 or 1800–1899 in a
+# trained style, slashes day-first and month-first, a day and month without a year), and places the command
+# line's threshold, `LOW_CONFIDENCE`, against them. The threshold was chosen from these numbers: the 1st
+# percentile of the held-out confidences, rounded down to two decimals, so that at most about 1 in 100 right
+# answers is flagged.
+
+# %% tags=["nbval-ignore-output"]
+def ood_inputs(date: datetime.date, rng: random.Random) -> dict[str, str]:
+    """One input of each kind no training style produces, for ``date``."""
+    d = date.replace(day=min(date.day, 28))  # a day every year has
+    century = {"year after 2099": 2100, "year before 1900": 1800}
+    out = {
+        kind: date_example(d.replace(year=base + d.year % 100), rng)[0]
+        for kind, base in century.items()
+    }
+    out["slashes, day first"] = f"{d.day}/{d.month}/{d.year}"
+    out["slashes, month first"] = f"{d.month}/{d.day}/{d.year}"
+    locale = rng.choice(["en", "fr", "de", "es"])
+    pattern = "MMMM d" if locale == "en" else "d MMMM"
+    out["no year"] = _format_date(d, locale, pattern)
+    return out
+
+
+rng = random.Random("confidence")
+held = held_out_pairs("dates", seed=0, n=400)
+ood: dict[str, list[str]] = {}
+for date in rng.sample(test_dates, 100):
+    for kind, text in ood_inputs(date, rng).items():
+        ood.setdefault(kind, []).append(text)
+model = dates_trainer.model.eval()
+
+
+def confidences(texts: list[str]) -> torch.Tensor:
+    read = translate_with_confidence(model, vocab, texts, max_len=12)
+    return torch.tensor([c for _, c in read])
+
+
+held_conf = confidences([s for s, _ in held])
+ood_conf = {kind: confidences(texts) for kind, texts in ood.items()}
+all_ood = torch.cat(list(ood_conf.values()))
+chosen = math.floor(held_conf.quantile(0.01).item() * 100) / 100
+print(f"held-out: lowest {held_conf.min():.3f}, 1st percentile", end=" ")
+print(f"{held_conf.quantile(0.01):.3f}, so a threshold of {chosen:.2f}")
+print(f"{'inputs':22} {'n':>4} {'median':>7}  below {LOW_CONFIDENCE}")
+for name, values in [("held-out dates", held_conf), *ood_conf.items()]:
+    below = (values < LOW_CONFIDENCE).float().mean().item()
+    print(f"{name:22} {len(values):4d} {values.median():7.2f}  {below:6.0%}")
+kept = (held_conf >= LOW_CONFIDENCE).float().mean().item()
+flagged = (all_ood < LOW_CONFIDENCE).float().mean().item()
+print(f"at {LOW_CONFIDENCE}: {kept:.1%} of held-out answers pass,", end=" ")
+print(f"{flagged:.0%} of out-of-distribution ones are flagged")
+assert kept >= 0.99  # right answers are almost never flagged...
+assert flagged >= 0.5  # ...and most of the unreadable inputs are
+assert flagged < 0.95  # but not all: some are read wrong, and surely
+
+# %% [markdown]
+# In the stored run, every one of the 400 held-out answers had a confidence between 0.89 and 0.90: a model that
+# has learned the task sits at the ceiling label smoothing allows. The out-of-distribution inputs spread lower
+# (medians 0.83–0.89), and a threshold of 0.89 flagged three in four of them (from 61% of the day-first slashes
+# to 98% of the dates without a year) while passing every held-out answer. The quarter it passed were answered
+# wrong with full confidence: `27/11/2026` read as `2071-12-26` scores 0.90. So the flag is a useful warning,
+# not a guarantee: a low confidence says the input is unlike training; a high one does not say the answer is
+# right. The honest defence for inputs a model cannot read is still to refuse them before they reach it.
 #
 # ## Checkpoints that resume bit for bit
 #
@@ -1769,6 +2005,16 @@ print(
 )
 
 # %% [markdown]
+# `translate` flags an answer whose confidence is below `LOW_CONFIDENCE` ({ref}`ch7-confidence`); input unlike
+# anything in training, such as *hello world*, still gets a date, but a flagged one (the date and the
+# confidence come from this run's training, so the tests do not compare them; the `assert` checks the flag):
+
+# %% tags=["nbval-ignore-output"]
+answer = run("translate", "--checkpoint", "dates.pt", "hello world")
+print(answer)
+assert "(low confidence: " in answer
+
+# %% [markdown]
 # Mistakes get a one-line message and a non-zero exit status, not a traceback:
 
 # %%
@@ -1804,6 +2050,10 @@ print(run("train", "--task", "dates", "--steps", "0", "--out", "x.pt"))
 #
 # ## What we built
 #
+# The chapter's code lives in three modules: `transformer_lite.data` (the tasks and their batches),
+# `transformer_lite.train` (loss, schedules, the trainer, checkpoints, using a trained model; its names are also
+# at the top level) and `transformer_lite.cli` (the command line).
+#
 # | name | the idea in one line |
 # |---|---|
 # | `Vocab`, `dates_vocab()` | characters to ids and back; unknown characters are named in the error |
@@ -1815,4 +2065,5 @@ print(run("train", "--task", "dates", "--steps", "0", "--out", "x.pt"))
 # | `TrainConfig`, `small_model_config`, `make_optimizer`, `Trainer`, `describe` | the training loop: Adam and its schedule, clipping, evaluation, checkpoints, resume, DDP; a log line |
 # | `save_checkpoint`, `load_checkpoint`, `model_from_checkpoint` | atomic checkpoints and clear errors for files that are not one |
 # | `translate`, `exact_match`, `cross_attention_maps` | using a trained model, measuring it, and looking inside it |
-# | `main` | the command line: `python -m transformer_lite train / translate` |
+# | `translate_with_confidence`, `LOW_CONFIDENCE` | each answer with exp(mean token log-probability); the line below which the CLI flags it |
+# | `main`, `describe` (in `cli`) | the command line: `python -m transformer_lite train / translate / --version`; a log line |

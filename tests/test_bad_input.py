@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import transformer_lite as tl
+from transformer_lite.data import dates_vocab
+from transformer_lite.helpers import seeded_randint, seeded_randn
 
 D = 16
 
@@ -23,11 +25,11 @@ def model():
 
 
 def ids(*shape, high=20):
-    return tl.seeded_randint(3, high, *shape, seed=0)
+    return seeded_randint(3, high, *shape, seed=0)
 
 
 def x(*shape):
-    return tl.seeded_randn(*shape, seed=1)
+    return seeded_randn(*shape, seed=1)
 
 
 CASES = {
@@ -141,7 +143,7 @@ CASES = {
         "steps must be a positive int, got 0",
     ),
     "characters outside the vocabulary": (
-        lambda m: tl.dates_vocab().encode("27 ноября 2026"),
+        lambda m: dates_vocab().encode("27 ноября 2026"),
         ValueError,
         "characters not in the vocabulary: 'бноря'",
     ),

@@ -12,30 +12,31 @@ import torch
 import torch.nn.functional as F
 
 from transformer_lite import (
+    TrainConfig,
+    Trainer,
+    constant_lambda,
+    label_smoothed_loss,
+    linear_lambda,
+    load_checkpoint,
+    noam_lambda,
+    save_checkpoint,
+    small_model_config,
+    smoothed_target_entropy,
+)
+from transformer_lite.data import (
     EOS,
     PAD,
     BatchStream,
-    TrainConfig,
-    Trainer,
     Vocab,
-    constant_lambda,
     copy_example,
     date_example,
     date_styles,
     dates_vocab,
     encode_batch,
     held_out_pairs,
-    label_smoothed_loss,
-    linear_lambda,
-    load_checkpoint,
-    noam_lambda,
-    save_checkpoint,
-    seeded_randint,
-    seeded_randn,
-    small_model_config,
-    smoothed_target_entropy,
     split_dates,
 )
+from transformer_lite.helpers import seeded_randint, seeded_randn
 
 
 def tiny(task="copy", steps=12, dropout=0.1, **train):
@@ -661,3 +662,193 @@ def test_ddp_two_processes_equal_one(tmp_path):
             device="cpu",
         ).model.state_dict()["generator.weight"],
     )  # training moved the weights
+
+
+# the package's split, the [train] extra, evaluation size, confidence
+
+# runs the command line with some modules made impossible to import, as on
+# a machine where the [train] extra (babel, tqdm) is not installed
+WITHOUT = """
+import importlib.machinery, runpy, sys
+
+class Block:  # finds the blocked modules, and fails to load them
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked}:
+            return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {{spec.name!r}}")
+
+    def exec_module(self, module):
+        pass
+
+sys.meta_path.insert(0, Block())
+runpy.run_module("transformer_lite", run_name="__main__", alter_sys=True)
+"""
+
+
+def cli_without(blocked, *args):
+    code = WITHOUT.format(blocked=set(blocked))
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+
+
+TINY = ["--d-model", "16", "--d-ff", "32", "--n-heads", "2"]
+TINY += ["--n-layers", "1", "--batch-size", "8"]
+
+
+def test_dates_without_babel_is_one_line_naming_the_extra(tmp_path):
+    out = tmp_path / "d.pt"
+    args = ["train", "--task", "dates", "--steps", "2", "--out", str(out)]
+    result = cli_without({"babel", "tqdm"}, *args, *TINY)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        "error: the dates task needs babel, which is not installed: "
+        'pip install "transformer_lite[train]"\n'
+    )
+    assert not out.exists()
+
+
+def test_copy_trains_without_babel_or_tqdm_with_plain_progress(tmp_path):
+    out = tmp_path / "c.pt"
+    args = ["train", "--task", "copy", "--steps", "4", "--out", str(out)]
+    args += ["--eval-size", "7", "--progress", "--warmup", "2"]
+    result = cli_without({"babel", "tqdm"}, *args, *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert "copy 4/4 loss=" in lines[-2] and lines[-1] == "evaluating 7/7"
+    assert load_checkpoint(out)["train_config"]["eval_size"] == 7
+    # and translating needs neither
+    result = cli_without(
+        {"babel", "tqdm"}, "translate", "--checkpoint", str(out), "abc"
+    )
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+
+
+def test_evaluation_has_its_own_progress_and_size():
+    trainer = tiny(steps=2)
+    assert TrainConfig().eval_size == 500
+    with pytest.raises(ValueError, match="eval_size"):
+        TrainConfig(eval_size=0)
+    import contextlib
+    import io
+
+    from transformer_lite import train
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        bar = train._progress_bar(30, desc="evaluating", enabled=False)
+        bar.update(30)
+    assert stderr.getvalue() == ""
+    seen = []
+    original = train.held_out_pairs
+
+    def spy(task, seed, n):
+        seen.append(n)
+        return original(task, seed, n)
+
+    train.held_out_pairs = spy
+    try:
+        trainer.fit(progress=False)
+        trainer.evaluate(size=11)
+    finally:
+        train.held_out_pairs = original
+    assert seen == [20, 11]  # the config's eval_size, then the one asked
+
+
+def test_evaluation_is_a_small_fraction_of_a_short_run():
+    # the run of the issue: 60 steps of the copy task at the default sizes
+    import time
+
+    torch.set_num_threads(1)
+    trainer = Trainer(TrainConfig(task="copy", steps=60), device="cpu")
+    started = time.perf_counter()
+    trainer.fit(progress=False)
+    total = time.perf_counter() - started
+    started = time.perf_counter()
+    trainer.evaluate()
+    evaluation = time.perf_counter() - started
+    assert evaluation < 0.25 * (total - evaluation), (evaluation, total)
+
+
+def test_translate_with_confidence_is_the_mean_token_probability():
+    from transformer_lite import translate, translate_with_confidence
+
+    trainer = tiny(steps=6)
+    model = trainer.model.eval()
+    texts = ["abc", "jjjjjj", "a"]
+    read = translate_with_confidence(model, trainer.vocab, texts, max_len=8)
+    answers = translate(model, trainer.vocab, texts, max_len=8)
+    assert [a for a, _ in read] == answers
+    for text, (answer, confidence) in zip(texts, read, strict=True):
+        src, tgt_in, tgt_out = encode_batch([(text, answer)], trainer.vocab)
+        probs = model(src, tgt_in).softmax(-1)[0]  # (T, V)
+        chosen = probs[torch.arange(len(tgt_out[0])), tgt_out[0]]
+        expected = chosen.log().mean().exp().item()
+        assert confidence == pytest.approx(expected, rel=1e-5)
+        assert 0.0 < confidence <= 1.0
+
+
+def test_cli_flags_low_confidence(tmp_path):
+    out = tmp_path / "copy.pt"
+    args = ["train", "--task", "copy", "--steps", "3", "--out", str(out)]
+    assert cli(*args, "--warmup", "2", *TINY).returncode == 0
+    flagged = cli(
+        "translate",
+        "--checkpoint",
+        str(out),
+        "--min-confidence",
+        "1.0",
+        "abc",
+        "ddd",
+    )
+    assert flagged.returncode == 0, flagged.stderr
+    lines = flagged.stdout.splitlines()
+    assert len(lines) == 2
+    assert all("  (low confidence: 0." in line for line in lines)
+    plain = cli(
+        "translate",
+        "--checkpoint",
+        str(out),
+        "--min-confidence",
+        "0",
+        "abc",
+        "ddd",
+    )
+    assert "confidence" not in plain.stdout
+    assert [line.split("  (")[0] for line in lines] == (
+        plain.stdout.splitlines()
+    )
+
+
+def test_cli_version():
+    import transformer_lite
+
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == (
+        f"python -m transformer_lite {transformer_lite.__version__}"
+    )
+
+
+def test_modules_hold_one_idea_each():
+    import transformer_lite as tl
+    from transformer_lite import cli as cli_module
+    from transformer_lite import data
+
+    for name in ("main", "describe", "noisy", "FIRST_DATE", "Vocab"):
+        assert not hasattr(tl, name), name
+    assert cli_module.main and cli_module.describe and data.noisy
+    assert tl.Trainer.save.__doc__ and tl.Trainer.state.__doc__
+    assert repr(Vocab("abc")) == (
+        "Vocab(7 symbols: '<pad>', '<s>', '</s>', '<unk>', 'a', 'b', 'c')"
+    )
+    assert repr(dates_vocab()).startswith(
+        f"Vocab({len(dates_vocab())} symbols: '<pad>', '<s>', '</s>', "
+    ) and repr(dates_vocab()).endswith(", ...)")
