@@ -1,6 +1,11 @@
 """The benchmark suite (benchmarks/): how it measures, its goals, its command line, and the
-recorded run that the Performance appendix reads. Nothing here asserts a speed."""
+recorded run that the Performance appendix reads. Nothing here asserts a speed.
 
+The command line is called in this process (``benchmarks.__main__.main``); one test runs
+``python -m benchmarks`` as a program."""
+
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -9,7 +14,7 @@ import pytest
 import torch
 
 from benchmarks import suite
-from benchmarks.__main__ import SECTIONS, goals, write_json
+from benchmarks.__main__ import SECTIONS, goals, main, write_json
 from benchmarks.measure import Timing, machine, peak_mib
 
 CPU = torch.device("cpu")
@@ -166,19 +171,46 @@ def test_write_json_leaves_old_file_when_it_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
-def _cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "benchmarks", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
+def _cli(*args, cwd, monkeypatch) -> subprocess.CompletedProcess:
+    """`python -m benchmarks ARGS` run in cwd, in this process: main(ARGS), with
+    argparse's exits caught as the status they give."""
+    monkeypatch.chdir(cwd)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+    code = 0 if code is None else code
+    return subprocess.CompletedProcess(
+        args, code, out.getvalue(), err.getvalue()
     )
 
 
-def test_cli_quick_run_writes_json(tmp_path, root):
+def test_python_m_benchmarks_runs(root):
+    """The package run as a program, in a process of its own (refusing an
+    argument, so that it measures nothing): main's exit status comes through."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--repeats", "3"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--repeats must be at least 5" in done.stderr
+
+
+def test_cli_quick_run_writes_json(tmp_path, root, monkeypatch):
     out = tmp_path / "bench.json"
     done = _cli(
-        "--quick", "--only", "matmul", "mha", "--out", str(out), cwd=root
+        "--quick",
+        "--only",
+        "matmul",
+        "mha",
+        "--out",
+        str(out),
+        cwd=root,
+        monkeypatch=monkeypatch,
     )
     assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
@@ -201,14 +233,14 @@ def test_cli_quick_run_writes_json(tmp_path, root):
         ),
     ],
 )
-def test_cli_refuses_bad_arguments(args, message, root):
-    done = _cli(*args, cwd=root)
+def test_cli_refuses_bad_arguments(args, message, root, monkeypatch):
+    done = _cli(*args, cwd=root, monkeypatch=monkeypatch)
     assert done.returncode == 2 and message in done.stderr, done.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cli_refuses_cuda_without_a_gpu(root):
-    done = _cli("--device", "cuda", cwd=root)
+def test_cli_refuses_cuda_without_a_gpu(root, monkeypatch):
+    done = _cli("--device", "cuda", cwd=root, monkeypatch=monkeypatch)
     assert done.returncode == 2 and "no CUDA device" in done.stderr
 
 

@@ -1,9 +1,10 @@
 """Saving in Jupyter updates both halves of a chapter's pair, however the server is started.
 
-A real Jupyter server (127.0.0.1, a free port, a token) is rooted at a copy of
-``notebooks/`` alone, where no ``jupytext.toml`` is in sight: the pairing must come from
-the notebook's own metadata. Saving goes through the contents API, the path JupyterLab
-uses when you press Ctrl+S.
+A real Jupyter server (127.0.0.1, a free port, a token) is rooted at a folder outside
+the project, where no ``jupytext.toml`` is in sight: the pairing must come from the
+notebook's own metadata. Each test saves in a copy of a chapter's pair of its own, in a
+subfolder; the server is started once for them all. Saving goes through the contents
+API, the path JupyterLab uses when you press Ctrl+S.
 """
 
 import json
@@ -46,52 +47,64 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def jupyter(tmp_path_factory):
+    """A Jupyter server rooted at an empty folder; yields (api, folder)."""
+    tmp_path = tmp_path_factory.mktemp("jupyter")
+    folder = tmp_path / "served"
+    folder.mkdir()
+    port = free_port()
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    log = tmp_path / "server.log"  # a file: a pipe nobody reads could fill up
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={TOKEN}",
+                f"--ServerApp.root_dir={folder}",
+                "--ServerApp.open_browser=False",
+                "--allow-root",
+            ],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        api = f"http://127.0.0.1:{port}/api"
+        try:
+            for _ in range(300):  # up to 30 s to start
+                try:
+                    request("GET", f"{api}/status")
+                    break
+                except OSError:
+                    if process.poll() is not None:
+                        pytest.fail(
+                            f"jupyter server exited: {log.read_text()}"
+                        )
+                    time.sleep(0.1)
+            else:
+                pytest.fail("jupyter server did not answer in 30 s")
+            yield api, folder
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 @pytest.fixture
-def server(root, tmp_path):
-    """A Jupyter server rooted at a copy of the chapter's pair; yields (api, folder)."""
-    folder = tmp_path / "notebooks"
+def server(jupyter, root, request):
+    """A copy of the chapter's pair in a folder of this test's own, served by the
+    Jupyter server: (the contents API's URL of that folder, the folder)."""
+    api, served = jupyter
+    folder = served / request.node.name
     folder.mkdir()
     for suffix in (".ipynb", ".py"):
         shutil.copy(root / "notebooks" / f"{CHAPTER}{suffix}", folder)
-    port = free_port()
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={TOKEN}",
-            f"--ServerApp.root_dir={folder}",
-            "--ServerApp.open_browser=False",
-            "--allow-root",
-        ],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    api = f"http://127.0.0.1:{port}/api"
-    try:
-        for _ in range(300):  # up to 30 s to start
-            try:
-                request("GET", f"{api}/status")
-                break
-            except OSError:
-                if process.poll() is not None:
-                    pytest.fail(
-                        f"jupyter server exited: {process.stderr.read()}"
-                    )
-                time.sleep(0.1)
-        else:
-            pytest.fail("jupyter server did not answer in 30 s")
-        yield api, folder
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    return f"{api}/contents/{folder.name}", folder
 
 
 def request(method: str, url: str, body: dict | None = None) -> dict:
@@ -111,9 +124,9 @@ def request(method: str, url: str, body: dict | None = None) -> dict:
         return json.loads(response.read() or b"{}")
 
 
-def save(api: str, name: str, model: dict) -> None:
+def save(contents: str, name: str, model: dict) -> None:
     body = {"type": "notebook", "format": "json", "content": model["content"]}
-    request("PUT", f"{api}/contents/{name}", body)
+    request("PUT", f"{contents}/{name}", body)
 
 
 def retitle(model: dict, title: str) -> None:
@@ -123,10 +136,10 @@ def retitle(model: dict, title: str) -> None:
 
 
 def test_saving_the_notebook_updates_the_py(server):
-    api, folder = server
-    model = request("GET", f"{api}/contents/{CHAPTER}.ipynb?content=1")
+    contents, folder = server
+    model = request("GET", f"{contents}/{CHAPTER}.ipynb?content=1")
     retitle(model, "# 3. Masking, saved from Jupyter")
-    save(api, f"{CHAPTER}.ipynb", model)
+    save(contents, f"{CHAPTER}.ipynb", model)
     assert (
         "# # 3. Masking, saved from Jupyter"
         in (folder / f"{CHAPTER}.py").read_text()
@@ -136,16 +149,14 @@ def test_saving_the_notebook_updates_the_py(server):
 def test_saving_the_py_as_a_notebook_updates_the_ipynb_and_keeps_outputs(
     server,
 ):
-    api, folder = server
-    model = request(
-        "GET", f"{api}/contents/{CHAPTER}.py?type=notebook&content=1"
-    )
+    contents, folder = server
+    model = request("GET", f"{contents}/{CHAPTER}.py?type=notebook&content=1")
     code = [c for c in model["content"]["cells"] if c["cell_type"] == "code"]
     assert any(c["outputs"] for c in code), (
         "opening the .py shows the outputs"
     )
     retitle(model, "# 3. Masking, saved from the .py")
-    save(api, f"{CHAPTER}.py", model)
+    save(contents, f"{CHAPTER}.py", model)
     nb = json.loads((folder / f"{CHAPTER}.ipynb").read_text())
     assert "3. Masking, saved from the .py" in "".join(
         nb["cells"][0]["source"]

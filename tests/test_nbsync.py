@@ -1,8 +1,14 @@
 """`make sync` (tools/nbsync.py) never drops an edit: one changed half is copied to the
 other (outputs kept), and when both halves changed it refuses, names the cells, and
-writes nothing until a side is chosen."""
+writes nothing until a side is chosen.
 
+The tool is called in this process (``nbsync.main``, what ``python tools/nbsync.py``
+runs, with its jupytext commands run in this process too); one test runs it as a
+program."""
+
+import contextlib
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -10,12 +16,37 @@ import sys
 from pathlib import Path
 
 import pytest
+from jupytext.cli import jupytext
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+sys.path.insert(0, str(TOOLS))
+import nbsync  # noqa: E402
 
 CHAPTER = "03_masks"
-TOOL = Path(__file__).resolve().parent.parent / "tools" / "nbsync.py"
+TOOL = TOOLS / "nbsync.py"
+
+
+def jupytext_in_process(*args: str) -> None:
+    """nbsync's `python -m jupytext --quiet ARGS` (check=True), in this process."""
+    code = jupytext(["--quiet", *args])
+    if code:
+        raise subprocess.CalledProcessError(code, ["jupytext", *args])
 
 
 def run_sync(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python tools/nbsync.py --root ROOT ARGS` run in ROOT, in this process."""
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setattr(nbsync, "jupytext_cli", jupytext_in_process)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = nbsync.main(["--root", str(root), *args])
+    return subprocess.CompletedProcess(
+        args, code, out.getvalue(), err.getvalue()
+    )
+
+
+def run_sync_program(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(TOOL), "--root", str(root), *args],
         cwd=root,
@@ -68,9 +99,10 @@ def outputs(copy: Path) -> list:
 
 
 def test_an_edit_in_the_py_reaches_the_notebook_and_keeps_outputs(copy):
+    """Run as `make sync` runs it: a program (which runs jupytext's)."""
     before = outputs(copy)
     edit_py(copy, "# # 3. Masking", "# # 3. Masking, edited in the .py")
-    result = run_sync(copy)
+    result = run_sync_program(copy)
     assert result.returncode == 0, result.stderr
     text = (copy / "notebooks" / f"{CHAPTER}.ipynb").read_text()
     assert "Masking, edited in the .py" in text

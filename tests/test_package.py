@@ -1,54 +1,23 @@
-"""`pip install .` gives an importable package (built without the notebooks or the venv)."""
+"""`pip install .` gives an importable package (built without the notebooks or the venv).
 
+pip builds one wheel, as `pip install .` does; the tests install it and read it."""
+
+import email
+import re
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_pip_install_then_import(root, tmp_path):
-    target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(root),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    code = (
-        "import torch, transformer_lite as tl\n"
-        f"assert tl.__file__.startswith({str(target)!r}), tl.__file__\n"
-        "q, k, v = torch.ones(1, 2, 4), torch.ones(1, 3, 4), torch.ones(1, 3, 5)\n"
-        "out, w = tl.dot_product_attention(q, k, v)\n"
-        "print(tuple(out.shape), tuple(w.shape))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(target), "PATH": ""},
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "(1, 2, 5) (1, 2, 3)"
-
-
-def test_wheel_metadata_license_and_typing(root, tmp_path):
-    """The wheel a package index would show: version, license, dependencies, extras,
-    a description that works outside a clone, and py.typed for type checkers."""
-    import email
-    import re
-    import zipfile
-
-    import transformer_lite
-
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel pip builds from the project."""
+    folder = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [
             sys.executable,
@@ -59,13 +28,68 @@ def test_wheel_metadata_license_and_typing(root, tmp_path):
             "--no-deps",
             "--no-build-isolation",
             "--wheel-dir",
-            str(tmp_path),
-            str(root),
+            str(folder),
+            str(ROOT),
         ],
         check=True,
         capture_output=True,
     )
-    (wheel,) = tmp_path.glob("transformer_lite-*.whl")
+    (built,) = folder.glob("transformer_lite-*.whl")
+    return built
+
+
+def test_pip_install_then_import_and_run_the_description_example(
+    wheel, tmp_path
+):
+    """Installed by pip, the package imports and works outside the clone, and the
+    Python example of PACKAGE.md (the index's long description) runs as shown."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (example,) = re.findall(
+        r"```python\n(.*?)```", (ROOT / "PACKAGE.md").read_text(), re.S
+    )
+    code = (
+        "import torch, transformer_lite as tl\n"
+        f"assert tl.__file__.startswith({str(target)!r}), tl.__file__\n"
+        "q, k, v = torch.ones(1, 2, 4), torch.ones(1, 3, 4), torch.ones(1, 3, 5)\n"
+        "out, w = tl.dot_product_attention(q, k, v)\n"
+        "print(tuple(out.shape), tuple(w.shape))\n"
+        "del torch, tl, q, k, v, out, w\n"
+        f"exec({example!r})\n"
+        "print(tuple(logits.shape))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target), "PATH": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    imported, example_ran = result.stdout.splitlines()
+    assert imported == "(1, 2, 5) (1, 2, 3)"
+    assert example_ran == "(2, 7, 100)", "PACKAGE.md's example"
+
+
+def test_wheel_metadata_license_and_typing(wheel):
+    """The wheel a package index would show: version, license, dependencies, extras,
+    a description that works outside a clone, and py.typed for type checkers."""
+    import transformer_lite
+
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         meta_name = next(
@@ -85,20 +109,3 @@ def test_wheel_metadata_license_and_typing(root, tmp_path):
     assert meta["Description-Content-Type"] == "text/markdown"
     assert "pip install" in description
     assert not re.search(r"\bmake \w", description)  # no commands of a clone
-
-
-def test_package_description_example_runs(root, tmp_path):
-    """The Python example of PACKAGE.md (the index's long description) runs as shown."""
-    import re
-
-    (example,) = re.findall(
-        r"```python\n(.*?)```", (root / "PACKAGE.md").read_text(), re.S
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", example + "\nprint(tuple(logits.shape))"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "(2, 7, 100)"

@@ -47,7 +47,7 @@ NOTEBOOK_NAME = re.compile(r"^\d\d_(?P<module>[a-z][a-z0-9_]*)\.ipynb$")
 EXPORT_TAG = re.compile(r"^export(?::(?P<module>[a-z][a-z0-9_]*))?$")
 # modules whose names are not re-exported by `import transformer_lite`: what a
 # practitioner builds with is at the top level; the rest is imported from its module
-NOT_TOP_LEVEL = {"helpers", "data", "cli"}
+NOT_TOP_LEVEL = {"helpers", "data", "cli", "exercises", "figure"}
 MAX_CELL_LINES = 60
 # tags under which Jupyter Book folds or hides a cell's code
 FOLDED = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
@@ -178,12 +178,33 @@ def exported_cells(root: Path) -> dict[str, list[tuple[str, str]]]:
     return modules
 
 
+def hoist_imports(codes: list[str]) -> tuple[list[str], list[str]]:
+    """The cells' top-level imports, and the cells without them.
+
+    A module written by several chapters (or by several cells of one) gets its
+    imports at the top, where they belong, not in the middle of the file where
+    a later cell happened to need them."""
+    imports, rest = [], []
+    for code in codes:
+        lines = code.splitlines()
+        drop = set()
+        for node in ast.parse(code).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                span = range(node.lineno - 1, node.end_lineno)
+                imports.append("\n".join(lines[i] for i in span))
+                drop.update(span)
+        kept = [line for i, line in enumerate(lines) if i not in drop]
+        rest.append("\n".join(kept).strip("\n"))
+    return list(dict.fromkeys(imports)), [code for code in rest if code]
+
+
 def module_text(
     module: str, cells: list[tuple[str, str]]
 ) -> tuple[str, list[str]]:
     """The generated module from its export cells, and its public names."""
     sources = list(dict.fromkeys(source for source, _ in cells))
-    body = "\n\n\n".join(code for _, code in cells)
+    imports, codes = hoist_imports([code for _, code in cells])
+    body = "\n".join(imports) + "\n\n\n" + "\n\n\n".join(codes)
     names = public_names(body, f"{PACKAGE}/{module}.py")
     all_lines = "".join(f'    "{name}",\n' for name in names)
     header = HEADER.format(source=", ".join(sources))
