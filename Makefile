@@ -10,17 +10,18 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 TRAINING := notebooks/07_train.ipynb
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 
-.PHONY: help setup export check lint format sync execute test test-unit test-notebooks book bench bench-record lab clean
+.PHONY: help setup export check lint format sync execute test test-unit test-notebooks book zh bench bench-record lab clean
 
 help:
-	@echo "make book      build the HTML book into _build/html, with the package wheel and the notebooks to download (sets up .venv first)"
+	@echo "make book      build the HTML book into _build/html, the Chinese edition into _build/html/zh (sets up .venv first)"
+	@echo "make zh        write the Chinese edition's notebooks and pages into zh/ (from book/zh/*.yml)"
 	@echo "make test      sync check and lint, unit and browser tests, every notebook re-run and compared"
 	@echo "make lab       open the chapters in JupyterLab (ARGS=\"--no-browser --port 8899\")"
 	@echo "make sync      bring each notebook and its .py pair together; refuses when both changed (PREFER=py|ipynb)"
 	@echo "make execute   sync, export, then re-run the notebooks in place (NOTEBOOKS=... for some)"
 	@echo "make export    write transformer_lite/ from the notebooks' export cells"
 	@echo "make format    ruff-format the notebooks, tools and tests, keeping the pairs in sync"
-	@echo "make check     fast: package and .py pairs agree with the notebooks; ruff is clean"
+	@echo "make check     fast: package and .py pairs agree with the notebooks; the Chinese edition is up to date; ruff is clean"
 	@echo "make bench     benchmarks against PyTorch's own modules (minutes); JSON in _build/bench/"
 	@echo "make bench-record  the same plus make test/book wall times, into benchmarks/results/"
 
@@ -39,6 +40,7 @@ export: $(STAMP)
 
 check: $(STAMP)
 	$(BIN)/python tools/nbexport.py check
+	$(BIN)/python tools/zh.py check
 	$(BIN)/ruff check --quiet .
 	$(BIN)/ruff format --check --quiet .
 
@@ -80,7 +82,17 @@ $(CHROMIUM):
 	  echo "The browser test needs Chromium at $(CHROMIUM): sudo apt-get install chromium"; exit 1; \
 	fi
 
-test: check $(CHROMIUM)
+# The Chinese pages (and the attention gallery's labels) need a CJK font: Debian's WenQuanYi
+# Micro Hei, installed here as root. Without it Chinese text is drawn as boxes.
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+$(CJK_FONT):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null; \
+	else \
+	  echo "Chinese text needs a CJK font at $(CJK_FONT): sudo apt-get install fonts-wqy-microhei"; exit 1; \
+	fi
+
+test: check $(CHROMIUM) $(CJK_FONT)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests $(NBVAL) \
 	  $(filter-out $(TRAINING),$(NOTEBOOKS))
 	$(BIN)/python -m pytest $(NBVAL) $(TRAINING)
@@ -93,8 +105,17 @@ test-notebooks: $(STAMP)
 	  $(filter-out $(TRAINING),$(NOTEBOOKS))
 	$(BIN)/python -m pytest $(NBVAL) $(TRAINING)
 
-book: $(STAMP)
-	$(BIN)/jupyter-book build . --builder html --warningiserror --nitpick --keep-going
+# Both editions: the English into _build/html, the Chinese (generated into zh/ from the same
+# notebooks and book/zh/*.yml, refused while a translation is missing or stale) into _build/html/zh.
+JB_BUILD := $(BIN)/jupyter-book build --builder html --warningiserror --nitpick --keep-going
+book: zh
+	$(JB_BUILD) .
+	$(JB_BUILD) zh --path-output _build/zh
+	rm -rf _build/html/zh
+	cp -r _build/zh/_build/html _build/html/zh
+
+zh: $(STAMP)
+	$(BIN)/python tools/zh.py build --out zh
 
 # Benchmarks: ratios against PyTorch's modules measured in the same run (never a timed test).
 # bench-record rewrites the run the book's Performance appendix reads; re-execute that page after.
@@ -113,4 +134,4 @@ lab: $(STAMP)
 	  --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks $(ARGS)
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache zh

@@ -59,6 +59,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from transformer_lite import scaled_dot_product_attention
+from transformer_lite.exercises import EXERCISES, check
 from transformer_lite.helpers import get_device, seeded_randn, time_calls
 
 device = get_device()
@@ -314,3 +315,159 @@ assert bare_far < attention_far / 10 and 0.1 < bare_far / bare_near < 10
 # Chapter 1 starts from the dot product, the operation that replaces recurrence; chapters 2 to 4 build attention,
 # masking and multiple heads; chapters 5 and 6 assemble the encoder, the decoder and the whole model; chapter 7
 # trains it. Each chapter proves its code equal to PyTorch's own layers where PyTorch has one.
+
+# %% [markdown]
+# (intro-figure1)=
+# ## The map: the paper's Figure 1
+#
+# Below is the whole model as the paper's Figure 1 draws it, here drawn by this book's own code from the base
+# model's module tree (chapter 6 shows how, and that the drawing changes when the model does). Read it bottom to
+# top. On the left, the encoder: token embeddings plus positional encodings, then $N = 6$ identical layers, each a
+# multi-head self-attention and a feed-forward network, each wrapped in a residual connection and a LayerNorm
+# ("Add & Norm"). On the right, the decoder: the same, with the self-attention masked (chapter 3) and a second
+# attention that reads the encoder's output, then a linear layer and a softmax that give each next token's
+# probability. Every chapter opens with this map, the parts it builds in colour.
+
+# %% tags=["hide-input"]
+from transformer_lite.figure import draw_architecture
+
+_ = draw_architecture()  # the base model: N = 6, h = 8, post-norm
+
+# %% [markdown]
+# (exercises)=
+# ## Exercises that grade themselves
+#
+# Each chapter ends with exercises. Some ask for a number you can reason out, some for a small function, and some
+# are "break it yourself" ablations: change one thing the paper does, run it, and say what happens. You write your
+# answer in the cell below the question and call `check`, which says whether it is right and, when it is not, what
+# the mistake looks like. Every exercise has a reference solution in the folded cell after it (click to open),
+# which the test suite runs too, together with a record of wrong answers the checker must reject.
+#
+# The machinery is small: a registry of exercises, each with a grader (it returns `None` for a right answer, or a
+# hint), a reference solution, and the wrong answers on record.
+
+# %% tags=["export:exercises", "hide-input"]
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What `check` says about an answer: right or not, and why."""
+
+    exercise: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        mark = "right" if self.passed else "not yet"
+        return f"{self.exercise}: {mark}. {self.message}"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise: its grader, reference solution and recorded wrong answers.
+
+    ``grade(answer)`` returns ``None`` when the answer is right, else a hint
+    that names the mistake. ``wrong`` holds answers the grader must reject,
+    each with a word its hint must contain (tests/test_exercises.py).
+    """
+
+    name: str
+    question: str
+    grade: Callable[[Any], str | None]
+    solve: Callable[[], Any] | None = None
+    wrong: tuple[tuple[Any, str], ...] = ()
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def exercise(
+    name: str, question: str, wrong: Iterable[tuple[Any, str]] = ()
+) -> Callable:
+    """Register the decorated function as the grader of exercise ``name``."""
+
+    def register(grade: Callable[[Any], str | None]) -> Callable:
+        EXERCISES[name] = Exercise(name, question, grade, wrong=tuple(wrong))
+        return grade
+
+    return register
+
+
+def solution(name: str) -> Callable:
+    """Register the decorated function as the reference solution of ``name``."""
+
+    def register(solve: Callable[[], Any]) -> Callable:
+        if name not in EXERCISES:
+            raise KeyError(f"no exercise {name!r} to give a solution to")
+        EXERCISES[name] = replace(EXERCISES[name], solve=solve)
+        return solve
+
+    return register
+
+
+def check(name: str, answer: Any) -> Verdict:
+    """Grade ``answer`` to exercise ``name`` (e.g. ``"ch2.variance"``)."""
+    if name not in EXERCISES:
+        known = ", ".join(sorted(EXERCISES))
+        raise KeyError(f"no exercise {name!r}; the exercises are: {known}")
+    if answer is ... or answer is None:
+        return Verdict(name, False, "No answer yet: replace ... with yours.")
+    try:
+        hint = EXERCISES[name].grade(answer)
+    except Exception as error:  # a wrong type or shape is a wrong answer
+        hint = f"Your answer could not be graded: {type(error).__name__}: {error}"
+    return Verdict(name, hint is None, hint or "Well done.")
+
+
+# %% [markdown]
+# Here is the first one, on the reader's first question: why does the Transformer parallelise better than an RNN?
+#
+# **Exercise 0.1** (`"ch0.steps"`). A sentence has $n = 64$ tokens. How many steps, one after another, does one
+# RNN layer need to compute all 64 hidden states, and how many does one self-attention layer need (counting the
+# whole of a matrix product as one step, since its parts can run at the same time)? Answer with a pair of integers,
+# `(rnn_steps, attention_steps)`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch0.steps",
+    "sequential steps for 64 tokens: one RNN layer, one attention layer",
+    wrong=[((1, 64), "swapped"), ((64, 64), "attention"), ((63, 1), "64")],
+)
+def _grade_steps(answer: Any) -> str | None:
+    rnn, attention = answer
+    if (rnn, attention) == (1, 64):
+        return "Those are swapped: the RNN is the one that must wait."
+    if rnn != 64:
+        return (
+            "State t needs state t - 1, so an RNN layer takes one step per "
+            "token: 64 for 64 tokens."
+        )
+    if attention != 1:
+        return (
+            "No position of an attention layer waits for another: every "
+            "query's scores come out of one matrix product, one step."
+        )
+    return None
+
+
+# %%
+answer = ...  # your answer, e.g. (10, 10)
+check("ch0.steps", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch0.steps")
+def _solve_steps() -> tuple[int, int]:
+    n = 64
+    return n, 1  # h_t needs h_{t-1}; attention: Q K^T all at once
+
+
+# %%
+check("ch0.steps", EXERCISES["ch0.steps"].solve())

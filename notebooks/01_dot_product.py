@@ -38,6 +38,11 @@
 #
 # Cells marked `export` (see the notebook's cell tags) become the module `transformer_lite/dot_product.py`.
 
+# %% tags=["hide-input"]
+from transformer_lite.figure import you_are_here
+
+_ = you_are_here(1)  # Figure 1, this chapter's parts in colour
+
 # %% tags=["export:helpers"]
 import time
 from collections.abc import Callable
@@ -89,11 +94,14 @@ def seeded_randint(
 
 # %%
 import statistics
+from typing import Any
 
 import matplotlib.pyplot as plt
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from transformer_lite.exercises import EXERCISES, check, exercise, solution
 
 device = get_device()
 torch.manual_seed(0)
@@ -509,6 +517,7 @@ print("loop and matrix form agree; weights:", tuple(matrix_weights.shape))
 # and it waits for the GPU around each call, because GPU work runs after Python returns. It is exported: the
 # introduction and the benchmarks (`python -m benchmarks`, see the Performance appendix) time everything with it.
 
+
 # %% tags=["export:helpers"]
 def time_calls(
     *fns: Callable[[], object], repeats: int = 5, warmup: int = 1
@@ -793,3 +802,305 @@ plt.show()
 #
 # Next: chapter 2 asks what happens to these scores when the vectors have 512 features instead of 4, and why the
 # paper divides by $\sqrt{d_k}$.
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises on this chapter's two questions: why a dot product can measure relevance, and what $V$ is for.
+# Write your answer in the cell below each question and run it: `check` says whether it is right and, when it is
+# not, what the mistake looks like. A reference solution is folded after each one (click to open it).
+
+# %% [markdown]
+# (ex-ch1-puppy)=
+# ### Exercise 1.1: a vector for "puppy"
+#
+# Your one-hot reasoning, carried one word further: give "puppy" a one-hot vector of its own, and it scores 0
+# with "kitten", exactly as with "mat" ({ref}`as above <ch1-one-hot>`). Write instead a vector for "puppy" with the
+# chapter's four features (animal, young, furniture, action) such that, by dot product with the chapter's
+# `embedding`, puppy is most relevant to "kitten", next to "cat", and less to each of "the", "sat", "on" and "mat".
+# Answer with four numbers, e.g. `[0.0, 0.0, 0.0, 0.0]`, and check them with `"ch1.puppy"`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch1.puppy",
+    "a 4-feature vector for 'puppy': kitten most relevant, then cat",
+    wrong=[
+        ([0.0, 0.0, 0.0, 0.0, 1.0], "one-hot"),
+        ([1.0, 0.0, 0.0, 0.0], "young"),
+        ([0.0, 0.0, 0.0, 0.0], "zero"),
+    ],
+)
+def _grade_puppy(answer: Any) -> str | None:
+    import torch
+
+    features = ["animal", "young", "furniture", "action"]
+    embedding = {  # chapter 1's hand-made vectors
+        "the": [0.0, 0.0, 0.0, 0.0],
+        "cat": [1.0, 0.2, 0.0, 0.0],
+        "kitten": [0.9, 1.0, 0.0, 0.0],
+        "sat": [0.0, 0.0, 0.1, 1.0],
+        "on": [0.0, 0.0, 0.2, 0.0],
+        "mat": [0.0, 0.0, 1.0, 0.1],
+    }
+    puppy = torch.as_tensor(answer, dtype=torch.float64).flatten()
+    zeros_and_ones = bool(((puppy == 0) | (puppy == 1)).all())
+    if puppy.numel() > 4 and zeros_and_ones and puppy.sum() == 1:
+        return (
+            "A one-hot vector with a feature of its own is at right angles "
+            "to every other word: puppy would score 0 with kitten, exactly "
+            "as with mat. Use the four features it shares with them."
+        )
+    if puppy.numel() != 4:
+        return f"Give 4 numbers, one per feature {features}."
+    if not puppy.any():
+        return (
+            'A zero vector scores 0 with every word, as "the" does in the '
+            "chapter: all words tie, none is more relevant than another."
+        )
+    scores = {
+        word: (puppy @ torch.tensor(vector, dtype=torch.float64)).item()
+        for word, vector in embedding.items()
+    }
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    shown = ", ".join(f"{word} {scores[word]:.2f}" for word in ranked)
+    rest = [scores[w] for w in ["the", "sat", "on", "mat"]]
+    if scores["kitten"] <= max(rest + [scores["cat"]]):
+        if scores["cat"] >= scores["kitten"] and scores["cat"] > max(rest):
+            return (
+                f"Your puppy scores {shown}: cat ties with or beats kitten, "
+                "because cat has more of the animal feature (1.0 against "
+                "0.9). What kitten has and cat lacks is the young feature, "
+                "and a puppy is young too."
+            )
+        if scores["kitten"] < 0:
+            return (
+                f"Your puppy scores {shown}: kitten scores below 0, so "
+                "puppy disagrees with kitten in sign. Kitten's animal and "
+                "young features are positive: give puppy positive ones."
+            )
+        rival = max((w for w in scores if w != "kitten"), key=scores.get)
+        return (
+            f"Your puppy scores {shown}: puppy shares as much with {rival} "
+            "as with kitten, or more. Kitten is an animal and young: put "
+            "puppy's weight on those two features."
+        )
+    if scores["cat"] <= max(rest):
+        return (
+            f"Your puppy scores {shown}: kitten first, but cat is not "
+            "second. Cat is above all an animal: give puppy the animal "
+            "feature, and nothing that sat, on or mat have."
+        )
+    return None
+
+
+# %%
+answer = ...  # four numbers: animal, young, furniture, action
+check("ch1.puppy", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch1.puppy")
+def _solve_puppy() -> list[float]:
+    # A puppy is an animal and young. Kitten has both features, so it agrees
+    # with puppy on both (0.9 + 1.0 = 1.9); cat is an animal and only a
+    # little young (1.0 + 0.2 = 1.2); the, sat, on and mat share neither (0).
+    animal, young, furniture, action = 1.0, 1.0, 0.0, 0.0
+    return [animal, young, furniture, action]
+
+
+# %%
+check("ch1.puppy", EXERCISES["ch1.puppy"].solve())
+
+# %% [markdown]
+# (ex-ch1-length)=
+# ### Exercise 1.2: break it yourself, a key twice as long
+#
+# The query is "kitten"; the keys are "cat", "kitten" and "mat", from the chapter's embedding. As it stands, kitten
+# gives its own key the largest weight (score 1.81, against 1.1 for cat). Break it: double the key of "cat" (the
+# marked line below), then weight the three keys twice, with the softmax of the dot products and with the softmax
+# of the cosines. Which key gets the largest weight by dot product, and which by cosine? Answer with a pair of
+# words, `(by_dot, by_cosine)`, and check it with `"ch1.length"`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch1.length",
+    "query kitten, cat's key doubled: which key wins by dot, by cosine",
+    wrong=[
+        (("kitten", "kitten"), "length"),
+        (("cat", "cat"), "cosine"),
+        (("kitten", "cat"), "swapped"),
+        ((1, 0), "words"),
+    ],
+)
+def _grade_length(answer: Any) -> str | None:
+    if not all(isinstance(word, str) for word in answer):
+        return 'Answer with two words, such as ("mat", "mat").'
+    by_dot, by_cosine = (word.strip(" '\"").lower() for word in answer)
+    if (by_dot, by_cosine) == ("kitten", "cat"):
+        return (
+            "Those are swapped: the dot product is the one that grows with "
+            "a key's length; the cosine divides the lengths out."
+        )
+    if by_dot != "cat":
+        return (
+            "Doubling a key doubles its dot product with every query: "
+            "kitten·(2 cat) = 2.2 is more than kitten·kitten = 1.81. The "
+            "raw dot product rewards length, so the longer key of cat wins, "
+            "although kitten points in the query's direction exactly."
+        )
+    if by_cosine != "kitten":
+        return (
+            "The cosine divides by both lengths, so doubling a key does not "
+            "move it: cos(kitten, 2 cat) stays 0.80, while kitten matches "
+            "itself with cosine 1."
+        )
+    return None
+
+
+# %%
+words = ["cat", "kitten", "mat"]
+query = E["kitten"]  # (4,)
+keys = torch.stack([E[word] for word in words])  # (3, 4): one row per key
+keys[0] = 2 * keys[0]  # break it: the key of "cat", twice as long
+# your code: the weights by dot product, then by cosine
+answer = ...  # a pair of words, e.g. ("mat", "mat")
+check("ch1.length", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch1.length")
+def _solve_length() -> tuple[str, str]:
+    import torch
+    import torch.nn.functional as F
+
+    from transformer_lite.dot_product import softmax
+
+    words = ["cat", "kitten", "mat"]
+    query = torch.tensor([0.9, 1.0, 0.0, 0.0])  # kitten
+    keys = torch.tensor(
+        [[1.0, 0.2, 0.0, 0.0], [0.9, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.1]]
+    )
+    keys[0] = 2 * keys[0]  # cat, twice as long
+    # the dot product grows with the length: 2 × 1.1 = 2.2 > 1.81
+    by_dot = softmax(keys @ query)
+    # the cosine does not: cat stays at 0.80, kitten at 1
+    by_cosine = softmax(F.cosine_similarity(query, keys, dim=-1))
+    return words[by_dot.argmax()], words[by_cosine.argmax()]
+
+
+# %%
+check("ch1.length", EXERCISES["ch1.length"].solve())
+
+# %% [markdown]
+# (ex-ch1-values)=
+# ### Exercise 1.3: break it yourself, V = K
+#
+# Take the key-value memory of {ref}`the section on values <ch1-values>` and store, one after another, every
+# sentence of three words from its five-word vocabulary: $5^3 = 125$ sentences. Ask each the three queries "which
+# word is at position $p$?", read each answer as `vocab[out.argmax()]`, and count it right when it names the word
+# stored there. The accuracy is the fraction of the 375 answers that are right. The code below counts them with
+# the chapter's values. Then break it: on the marked line, use $V = K$. Answer with the pair
+# `(accuracy_with_V, accuracy_with_V_is_K)`, as fractions between 0 and 1, and check it with `"ch1.values"`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch1.values",
+    "retrieval accuracy of the key-value memory with V, and with V = K",
+    wrong=[
+        ((1.0, 1.0), "where"),
+        ((1.0, 0.0), "chance"),
+        ((1.0, 1 / 3), "five"),
+        ((100, 20), "fraction"),
+        ((0.2, 1.0), "swapped"),
+    ],
+)
+def _grade_values(answer: Any) -> str | None:
+    with_v, v_is_k = (float(accuracy) for accuracy in answer)
+    if max(with_v, v_is_k) > 1:
+        return "Give each accuracy as a fraction from 0 to 1 (0.5, not 50)."
+    if abs(with_v - 0.2) <= 0.01 and abs(v_is_k - 1) <= 0.01:
+        return "Those are swapped: it is V = K that fails, not V."
+    if abs(with_v - 1) > 0.01:
+        return (
+            "With separate values every query reads the word stored at its "
+            "position, in every sentence: all 375 answers are right."
+        )
+    if abs(v_is_k - 1) <= 0.01:
+        return (
+            "With V = K the weights do not change, but the output mixes the "
+            "keys, and a key says only where a word is, not what it is: the "
+            "output for position p is the same whatever is stored there."
+        )
+    if v_is_k < 0.1:
+        return (
+            "V = K cannot say what is stored, but the read-out still names "
+            "a word: the same one for position p in every sentence. It is "
+            "right whenever that word happens to be stored there, in 25 of "
+            "the 125 sentences: not 0, but chance."
+        )
+    if abs(v_is_k - 0.2) > 0.01:
+        return (
+            "With V = K the output for position p is the same in all 125 "
+            "sentences, so any read-out names one word for all of them; "
+            "each word is stored at p in 25. Chance is one in five, the "
+            "size of the vocabulary, not one in three positions."
+        )
+    return None
+
+
+# %%
+from itertools import product
+
+sentences = [list(s) for s in product(vocab, repeat=3)]  # 125 of them
+right = 0
+for stored in sentences:
+    K, V = memory(stored) @ W_K, memory(stored) @ W_V  # break it: V = K
+    out = softmax(queries @ K.T) @ V  # (3, Dv): one answer per position
+    read = [vocab[i] for i in out.argmax(-1).tolist()]
+    right += sum(r == w for r, w in zip(read, stored, strict=True))
+# the accuracy is right / (3 * len(sentences))
+answer = ...  # (accuracy with V, accuracy with V = K)
+check("ch1.values", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch1.values")
+def _solve_values() -> tuple[float, float]:
+    from itertools import product
+
+    import torch
+
+    from transformer_lite.dot_product import softmax
+
+    vocab = ["I", "you", "love", "tea", "coffee"]
+
+    def memory(words: tuple[str, ...]) -> torch.Tensor:
+        where = torch.eye(3)  # one-hot position
+        what = torch.eye(5)[[vocab.index(w) for w in words]]  # one-hot word
+        return torch.cat([where, what], dim=1)  # (3, 8)
+
+    w_k, w_v = torch.eye(8)[:, :3], torch.eye(8)[:, 3:]
+    queries = 10 * torch.eye(3)  # row p: "which word is at p?"
+
+    def accuracy(v_is_k: bool) -> float:
+        right = 0
+        sentences = list(product(vocab, repeat=3))
+        for stored in sentences:
+            k = memory(stored) @ w_k
+            # V = K: the output is a mix of positions, whatever is stored
+            v = k if v_is_k else memory(stored) @ w_v
+            out = softmax(queries @ k.T) @ v
+            read = [vocab[i] for i in out.argmax(-1).tolist()]
+            right += sum(r == w for r, w in zip(read, stored, strict=True))
+        return right / (3 * len(sentences))
+
+    # with V: 1.0; with V = K the read-out of position p is always
+    # vocab[p], right in the 1 sentence in 5 that stores it there
+    return accuracy(v_is_k=False), accuracy(v_is_k=True)
+
+
+# %%
+check("ch1.values", EXERCISES["ch1.values"].solve())

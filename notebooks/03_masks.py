@@ -30,13 +30,21 @@
 # Along the way we settle a detail that is easy to get wrong: under the causal mask, the query at position $t$ sees
 # keys $1 \ldots t$, **itself included**, not $1 \ldots t-1$.
 
+# %% tags=["hide-input"]
+from transformer_lite.figure import you_are_here
+
+_ = you_are_here(3)  # Figure 1, this chapter's parts in colour
+
 # %%
+from typing import Any
+
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from transformer_lite import scaled_dot_product_attention
+from transformer_lite.exercises import EXERCISES, check, exercise, solution
 from transformer_lite.helpers import get_device, plot_attention, seeded_randn
 
 device = get_device()
@@ -435,3 +443,211 @@ assert two_layers["-inf, plain"].isnan().all()
 #
 # Both follow one rule, True = may attend, and combine with `&`. Next, chapter 4 runs several attentions side by side:
 # multi-head attention.
+
+# %% [markdown]
+# ## Exercises
+#
+# Two exercises on this chapter's question, what the causal mask hides. Write your answer in the cell below each
+# question and run it: `check` says whether it is right and, when it is not, what the mistake looks like. A reference
+# solution is folded after each one (click to open it).
+
+# %% [markdown]
+# (ex-ch3-causal)=
+# ### Exercise 3.1: write the causal mask
+#
+# Write your own `causal_mask(size)`, without calling the chapter's: it returns a `(size, size)` bool tensor, rows
+# queries and columns keys, with this book's rule, **True = may attend**, such that each query of the decoder sees
+# what it may and nothing later. Answer with the function itself (not a mask) and check it with `"ch3.causal"`; the
+# checker calls it at several sizes.
+
+
+# %% tags=["export:exercises", "hide-input"]
+import torch
+
+
+@exercise(
+    "ch3.causal",
+    "causal_mask(size): a (size, size) bool tensor, True = may attend",
+    wrong=[
+        (lambda n: torch.ones(n, n, dtype=torch.bool).tril(-1), "itself"),
+        (lambda n: torch.ones(n, n, dtype=torch.bool).triu(), "future"),
+        (lambda n: torch.ones(n, n, dtype=torch.bool).triu(1), "blocked"),
+        (lambda n: torch.ones(n, n).tril(), "bool"),
+    ],
+)
+def _grade_causal(answer: Any) -> str | None:
+    if not callable(answer):
+        return "Answer with a function, e.g. def causal_mask(size): ..."
+    for size in (5, 1, 2, 8):  # 5 first: at size 1 some mistakes look right
+        mask = answer(size)
+        if not isinstance(mask, torch.Tensor):
+            return f"causal_mask({size}) gave a {type(mask).__name__}."
+        if tuple(mask.shape) != (size, size):
+            return (
+                f"causal_mask({size}) has shape {tuple(mask.shape)}; give "
+                f"one row per query and one column per key: ({size}, {size})."
+            )
+        if mask.dtype != torch.bool:
+            return (
+                f"Your mask has dtype {mask.dtype}; the book's rule is a "
+                "bool mask, True = may attend. "
+                "F.scaled_dot_product_attention adds a float mask to the "
+                "scores, so 0 and 1 block nothing."
+            )
+        mask = mask.cpu()
+        right = torch.ones(size, size, dtype=torch.bool).tril()
+        if torch.equal(mask, right):
+            continue
+        if torch.equal(mask, right.tril(-1)):
+            return (
+                "Your mask hides the diagonal: query t sees k_1 ... k_{t-1}. "
+                "It may see k_1 ... k_t, itself included: its own position "
+                "holds the word it was given (the target shifted right), "
+                "not the one it must predict. With the diagonal hidden, the "
+                "first row is all False: <s> has nothing to attend to."
+            )
+        if torch.equal(mask, ~right):
+            return (
+                "Your mask is True where a key is blocked: that is "
+                "nn.MultiheadAttention's convention. This book's rule, as in "
+                "F.scaled_dot_product_attention, is True = may attend."
+            )
+        if torch.equal(mask, right.T):
+            return (
+                "Your mask is the upper triangle: query t sees keys t and "
+                "after, the future the decoder must not read. Rows are "
+                "queries, columns keys: keep the diagonal and its left."
+            )
+        t, j = (mask != right).nonzero()[0].tolist()
+        if j > t:
+            return f"Query {t} may attend to key {j}: that is its future."
+        return f"Query {t} is blocked from key {j}, which is not its future."
+    return None
+
+
+# %%
+def causal_mask_mine(
+    size: int,
+) -> (
+    torch.Tensor
+): ...  # your code: a (size, size) bool tensor, True = may attend
+
+
+answer = ...  # your function, causal_mask_mine, once it returns a mask
+check("ch3.causal", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch3.causal")
+def _solve_causal() -> Any:
+    import torch
+
+    def causal_mask(size: int) -> torch.Tensor:
+        # query t (a row) may attend to keys 0..t (columns): the diagonal,
+        # itself, and everything left of it. tril() keeps exactly that;
+        # tril(-1) would also hide the diagonal, and triu() the past.
+        return torch.ones(size, size, dtype=torch.bool).tril()
+
+    return causal_mask
+
+
+# %%
+check("ch3.causal", EXERCISES["ch3.causal"].solve())
+
+# %% [markdown]
+# (ex-ch3-leak)=
+# ### Exercise 3.2: break it yourself, the mask upside down
+#
+# A mask written as `causal_mask(T).T` is just as triangular as the right one. Run the {ref}`proof of causality
+# <ch3-causal>` again, changing only the vector at position 3 of a sequence of 6 (the cell below does it). Which
+# output positions change (counted from 0, as in the code) with the causal mask, and which with the transposed
+# mask (the marked line)? Answer with a pair of sets of positions, `(with_causal, with_transposed)`, e.g.
+# `({0}, {0})`, and check it with `"ch3.leak"`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch3.leak",
+    "position 3 changed: which outputs change, causal and transposed mask",
+    wrong=[
+        (({3, 4, 5}, {0, 1, 2, 3, 4, 5}), "backwards"),
+        (({4, 5}, {0, 1, 2}), "itself"),
+        (({0, 1, 2, 3}, {3, 4, 5}), "swapped"),
+    ],
+)
+def _grade_leak(answer: Any) -> str | None:
+    causal, transposed = ({int(p) for p in part} for part in answer)
+    if (causal, transposed) == ({0, 1, 2, 3}, {3, 4, 5}):
+        return (
+            "Those are swapped: with the causal mask the change reaches "
+            "position 3 and later ones; with the transposed one, earlier "
+            "ones."
+        )
+    for name, got in [("causal", causal), ("transposed", transposed)]:
+        if 3 not in got:
+            return (
+                f"With the {name} mask output 3 changes too: its query is "
+                "the new vector, and each query may attend to itself."
+            )
+    if causal != {3, 4, 5}:
+        return (
+            "With the causal mask, query t reads keys 0..t: the new key 3 "
+            "reaches queries 3, 4 and 5, never 0, 1 or 2."
+        )
+    if transposed == {0, 1, 2, 3, 4, 5}:
+        return (
+            "With the transposed mask, query t reads keys t..5: queries 4 "
+            "and 5 never see key 3. The leak goes backwards, into 0, 1 and "
+            "2, which now read a future token."
+        )
+    if transposed != {0, 1, 2, 3}:
+        return "With the transposed mask, query t reads keys t..5."
+    return None
+
+
+# %%
+x = seeded_randn(1, 1, 6, d, seed=1, device=device)  # (1, 1, T, D), T = 6
+changed = x.clone()
+changed[..., 3, :] = seeded_randn(d, seed=2, device=device)  # a new vector
+mask = causal_mask(6, device)  # break it: causal_mask(6, device).T
+before, _ = attend(x, mask)
+after, _ = attend(changed, mask)
+# your code: which rows of the output differ, e.g. through
+# (before != after).any(-1)
+answer = ...  # a pair of sets of positions, e.g. ({0}, {0})
+check("ch3.leak", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch3.leak")
+def _solve_leak() -> tuple[set[int], set[int]]:
+    from transformer_lite.attention import scaled_dot_product_attention
+    from transformer_lite.helpers import seeded_randn
+    from transformer_lite.masks import causal_mask
+
+    d = 8
+    w_q, w_k, w_v = (
+        seeded_randn(d, d, seed=s) / d**0.5 for s in (10, 11, 12)
+    )
+    x = seeded_randn(1, 1, 6, d, seed=1)
+    changed = x.clone()
+    changed[..., 3, :] = seeded_randn(d, seed=2)
+
+    def moved(mask: torch.Tensor) -> set[int]:
+        """The positions whose output changes with the vector at 3."""
+        before, after = (
+            scaled_dot_product_attention(h @ w_q, h @ w_k, h @ w_v, mask)[0]
+            for h in (x, changed)
+        )
+        return set(
+            (before != after).any(-1).flatten().nonzero().flatten().tolist()
+        )
+
+    # causal: query t reads keys 0..t, so key 3 reaches 3, 4 and 5.
+    # transposed: query t reads keys t..5, so key 3 reaches 0, 1, 2 and 3;
+    # 4 and 5 stay put, and 0..2 now read the future.
+    return moved(causal_mask(6)), moved(causal_mask(6).T)
+
+
+# %%
+check("ch3.leak", EXERCISES["ch3.leak"].solve())

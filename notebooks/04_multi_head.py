@@ -27,7 +27,14 @@
 # This chapter asks *why several heads (多头) instead of one big one*, answers it with an experiment, shows that the
 # split costs nothing, and builds `MultiHeadAttention`, proven equal to PyTorch's `nn.MultiheadAttention`.
 
+# %% tags=["hide-input"]
+from transformer_lite.figure import you_are_here
+
+_ = you_are_here(4)  # Figure 1, this chapter's parts in colour
+
 # %%
+from typing import Any
+
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
@@ -38,6 +45,7 @@ from transformer_lite import (
     padding_mask,
     scaled_dot_product_attention,
 )
+from transformer_lite.exercises import EXERCISES, check, exercise, solution
 from transformer_lite.helpers import get_device, plot_attention, seeded_randn
 
 device = get_device()
@@ -217,6 +225,7 @@ def _check_inputs(d_model: int, query: Tensor, key: Tensor, value: Tensor):
 # cells. First its parameters: the four projections, initialised, and the
 # reading of a projection's output as heads.
 
+
 # %% tags=["export"]
 class _HeadProjections(nn.Module):
     """The parameters of MultiHeadAttention and its split into heads."""
@@ -260,6 +269,7 @@ class _HeadProjections(nn.Module):
 # %% [markdown]
 # Then the computation: `forward` projects and splits, `attend` runs the
 # attention on one of the two paths, merges the heads and applies $W^O$.
+
 
 # %% tags=["export"]
 class MultiHeadAttention(_HeadProjections):
@@ -575,3 +585,374 @@ for bad in [
 #
 # With attention, masks and heads in place, chapter 5 builds the encoder around them: embeddings, positions,
 # feed-forward layers, residual connections and layer normalisation.
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises: one breaks multi-head attention down to one head, one splits the heads by hand, one counts the
+# bill. Write your answer in the cell below each question and run it: `check` says whether it is right and, when it
+# is not, what the mistake looks like. A reference solution is folded after each one (click to open it).
+
+# %% [markdown]
+# (ex-ch4-heads)=
+# ### Exercise 4.1: break it yourself, one head instead of two
+#
+# Back to the chapter's first situation: the query at position 4 needs the token just before it (position 3) and
+# the first token (position 0). The cell below builds it for a `MultiHeadAttention` with $d_{model} = 8$. Key 3 has
+# a 1 in feature 0, key 0 a 1 in feature 4; each value holds its token's 4-dim vector twice, in features 0–3 and
+# 4–7; the query looks for both features; and all four projections are set to the identity, so they only pass their
+# input on. What the query needs is the pair $[v_3, v_0]$: the two tokens' vectors side by side, 8 numbers. Run the
+# cell with `n_heads=2`, then break it with `n_heads=1` (the marked line): the same $d_{model}$, the same weights.
+# How far is each output from the needed pair, as the norm of the difference, `(out - needed).norm()`? Answer with
+# a pair of numbers, `(one_head, two_heads)`, within 0.01, and check it with `"ch4.heads"`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch4.heads",
+    "distance of the output from the needed pair [v_3, v_0]: 1 and 2 heads",
+    wrong=[
+        ((0.0, 0.0), "same"),
+        ((0.0, 2.3748), "swapped"),
+        ((2.3748, 2.3748), "n_heads=2"),
+        ((3.3585, 0.0), "average"),
+    ],
+)
+def _grade_heads(answer: Any) -> str | None:
+    one, two = (float(n) for n in answer)
+    expected = (2.3748, 0.0)  # _solve_heads, rounded
+    gap = 3.3585  # |v_3 - v_0|, the two tokens' distance
+
+    def near(got: float, want: float) -> bool:
+        return abs(got - want) <= 0.01
+
+    if near(one, expected[1]) and near(two, expected[0]):
+        return "Those are swapped: the one head is the one that falls short."
+    if near(one, 0.0):
+        return (
+            "One head does not return the pair. The same d_model and the "
+            "same parameters (four 8 x 8 identity matrices either way) are "
+            "not the same computation: one head has one softmax, so the "
+            "query gets one set of weights, half on key 3 and half on key "
+            "0, and returns one average, (v_3 + v_0) / 2, in both halves. "
+            "Run the marked line with n_heads=1."
+        )
+    if not near(two, expected[1]):
+        if near(two, one):
+            return (
+                "Both distances are the same: run the cell once as it is, "
+                "with n_heads=2. Then head 0 reads features 0-3 of the "
+                "query and keys and finds key 3 alone; head 1 reads "
+                "features 4-7 and finds key 0 alone."
+            )
+        return (
+            "With n_heads=2 each head finds one key (head 0 key 3, head 1 "
+            "key 0) and reports its value in its own half of the output: "
+            "the needed pair, at a distance of about 0."
+        )
+    if near(one, gap):
+        return (
+            "That is |v_3 - v_0|. One head returns the average (v_3 + v_0) "
+            "/ 2 in both halves, so each half is off by half the "
+            "difference: |v_3 - v_0| / √2 in all."
+        )
+    if not near(one, expected[0]):
+        return (
+            "Run the cell with n_heads=1 and print (out - needed).norm(): "
+            "one head returns (v_3 + v_0) / 2 in both halves."
+        )
+    return None
+
+
+# %%
+v = seeded_randn(10, 4, seed=0)  # the chapter's token vectors, on the CPU
+tokens = [1, 2, 3, 7, 5, 6]  # sentence A: token 1 first, 7 before 4
+needed = torch.cat([v[7], v[1]])  # (8,): the previous token, the first
+values = torch.cat([v[tokens], v[tokens]], dim=-1)  # (L, 8): twice
+keys = torch.zeros(6, 8)
+keys[3, 0] = keys[0, 4] = 1.0  # "previous" in feature 0, "first" in 4
+query = 40 * (keys[3] + keys[0])  # looks for both
+mha = MultiHeadAttention(8, n_heads=2)  # break it: n_heads=1
+with torch.no_grad():  # every projection the identity
+    for linear in (mha.w_q, mha.w_k, mha.w_v, mha.w_o):
+        linear.weight.copy_(torch.eye(8))
+        linear.bias.zero_()
+out = mha(query[None, None], keys[None], values[None])[0, 0]  # (8,)
+# your code: (out - needed).norm(), with n_heads=1 and with n_heads=2
+answer = ...  # (one_head, two_heads), e.g. (1.0, 1.0)
+check("ch4.heads", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch4.heads")
+def _solve_heads() -> tuple[float, float]:
+    import torch
+
+    from transformer_lite.helpers import seeded_randn
+    from transformer_lite.multi_head import MultiHeadAttention
+
+    v = seeded_randn(10, 4, seed=0)
+    tokens = [1, 2, 3, 7, 5, 6]
+    needed = torch.cat([v[7], v[1]])  # (8,)
+    values = torch.cat([v[tokens], v[tokens]], dim=-1)[None]  # (1, L, 8)
+    keys = torch.zeros(1, 6, 8)
+    keys[0, 3, 0] = keys[0, 0, 4] = 1.0
+    query = 40 * (keys[:, 3:4] + keys[:, 0:1])  # (1, 1, 8)
+
+    def distance(n_heads: int) -> float:
+        mha = MultiHeadAttention(8, n_heads)
+        with torch.no_grad():
+            for linear in (mha.w_q, mha.w_k, mha.w_v, mha.w_o):
+                linear.weight.copy_(torch.eye(8))
+                linear.bias.zero_()
+        out = mha(query, keys, values)[0, 0]  # (8,)
+        return (out - needed).norm().item()
+
+    # one head: one softmax over all 8 features; keys 3 and 0 score the
+    # same, so each gets weight 1/2 and both halves of the output hold
+    # (v_3 + v_0) / 2, off by |v_3 - v_0| / √2 in all (about 2.37).
+    # two heads: head 0 sees features 0-3 only, so key 3 alone matches;
+    # head 1 sees 4-7, key 0: [v_3, v_0], distance about 0.
+    return distance(1), distance(2)
+
+
+# %%
+check("ch4.heads", EXERCISES["ch4.heads"].solve())
+
+# %% [markdown]
+# (ex-ch4-split)=
+# ### Exercise 4.2: split the heads yourself
+#
+# Write `split_heads(x, n_heads)` without calling the module's: it takes a $(B, L, D)$ tensor and returns the
+# $(B, H, L, D_k)$ tensor, $D_k = D / H$, in which head $i$ holds features $i D_k$ to $(i + 1) D_k - 1$ of every
+# position, as the chapter's split does (and as PyTorch lays out the weights that `from_torch` copies). Answer with
+# the function itself and check it with `"ch4.split"`; the checker calls it on several shapes.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch4.split",
+    "split_heads(x, n_heads): (B, L, D) -> (B, H, L, D // H)",
+    wrong=[
+        (
+            lambda x, h: x.view(x.size(0), h, x.size(1), x.size(2) // h),
+            "transpose",
+        ),
+        (
+            lambda x, h: x.reshape(
+                x.size(0), x.size(1), x.size(2) // h, h
+            ).permute(0, 3, 1, 2),
+            "block",
+        ),
+        (
+            lambda x, h: x.view(x.size(0), x.size(1), h, x.size(2) // h),
+            "transpose",
+        ),
+    ],
+)
+def _grade_split(answer: Any) -> str | None:
+    import torch
+
+    if not callable(answer):
+        return "Answer with a function, e.g. def split_heads(x, n_heads): ..."
+    for b, n, d, h in [(2, 3, 8, 2), (3, 5, 12, 3), (2, 4, 16, 8)]:
+        x = torch.arange(b * n * d, dtype=torch.float32).reshape(b, n, d)
+        d_k = d // h
+        heads = answer(x, h)
+        if not isinstance(heads, torch.Tensor):
+            return f"split_heads gave a {type(heads).__name__}, not a tensor."
+        heads = heads.cpu()
+        if tuple(heads.shape) == (b, n, h, d_k):
+            return (
+                f"Your heads have shape {tuple(heads.shape)}, (B, L, H, Dk): "
+                "the head dimension is still after the positions. "
+                "transpose(1, 2) moves it next to the batch, so that each "
+                "head becomes one more batch entry for attention."
+            )
+        if tuple(heads.shape) != (b, h, n, d_k):
+            return (
+                f"For x of shape {(b, n, d)} and n_heads={h}, your heads "
+                f"have shape {tuple(heads.shape)}; (B, H, L, D // H) is "
+                f"{(b, h, n, d_k)}."
+            )
+        right = x.view(b, n, h, d_k).transpose(1, 2)  # (B, H, L, Dk)
+        if torch.equal(heads, right):
+            continue
+        if torch.equal(heads, x.view(b, h, n, d_k)):
+            return (
+                "A plain view(B, H, L, D // H) has the right shape but reads "
+                "the numbers in memory order: 'head 0' gets the first L·D/H "
+                "numbers of the sentence, whole vectors of its first "
+                "positions, so it mixes positions, and row l of a head is "
+                "not position l. Split the last dimension first, view(B, L, "
+                "H, D // H), then transpose(1, 2)."
+            )
+        if torch.equal(heads, x.view(b, n, d_k, h).permute(0, 3, 1, 2)):
+            return (
+                "Your head i takes every H-th feature (i, i + H, i + 2H, "
+                "...): a strided split. Head i should own one contiguous "
+                "block, features i·Dk to (i + 1)·Dk - 1: merge_heads glues "
+                "the heads back in blocks, and nn.MultiheadAttention's "
+                "weights are laid out that way, so from_torch would feed "
+                "your heads the wrong features."
+            )
+        i, j, t, _ = (heads != right).nonzero()[0].tolist()
+        return (
+            f"For x of shape {(b, n, d)} and n_heads={h}, heads[{i}, {j}, "
+            f"{t}] should be x[{i}, {t}, {j * d_k}:{(j + 1) * d_k}]: head "
+            f"{j}'s block of the features of position {t}."
+        )
+    return None
+
+
+# %%
+def split_heads(
+    x: torch.Tensor, n_heads: int
+) -> torch.Tensor: ...  # your code: (B, L, D) -> (B, H, L, D // H)
+
+
+answer = ...  # your function, split_heads, once it returns the heads
+check("ch4.split", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch4.split")
+def _solve_split() -> Any:
+    import torch
+
+    def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+        batch, length, d_model = x.shape
+        # first read the last dimension as H blocks of Dk, (B, L, H, Dk):
+        # head i owns features i*Dk .. (i+1)*Dk - 1 of every position
+        heads = x.view(batch, length, n_heads, d_model // n_heads)
+        # then move the heads next to the batch, (B, H, L, Dk). A plain
+        # view(B, H, L, Dk) would cut the sentence into H runs of whole
+        # positions instead.
+        return heads.transpose(1, 2)
+
+    return split_heads
+
+
+# %%
+check("ch4.split", EXERCISES["ch4.split"].solve())
+
+# %% [markdown]
+# (ex-ch4-params)=
+# ### Exercise 4.3: the bill for $h$ heads
+#
+# Write `bill(d_model, n_heads, batch, length)`, which computes, without building a module, two numbers for
+# `MultiHeadAttention(d_model, n_heads)` (with its biases): its number of parameters, and the number of entries of
+# the attention-weights tensor it returns (with `need_weights=True`) for self-attention on a batch of `batch`
+# sentences of `length` tokens. Answer with the function, which returns a pair of ints `(parameters, weights)`, and
+# check it with `"ch4.params"`; the checker compares it with real modules, with one head and with several.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch4.params",
+    "bill(d_model, n_heads, batch, length): (parameters, weights' entries)",
+    wrong=[
+        (lambda d, h, b, n: (h * (4 * d * d + 4 * d), b * h * n * n), "same"),
+        (lambda d, h, b, n: (4 * d * d + 4 * d, b * n * n), "own"),
+        (lambda d, h, b, n: (4 * d * d, b * h * n * n), "bias"),
+        (
+            lambda d, h, b, n: (4 * d * (d // h) + 4 * d, b * h * n * n),
+            "share",
+        ),
+    ],
+)
+def _grade_params(answer: Any) -> str | None:
+    import torch
+
+    from transformer_lite.helpers import seeded_randn
+    from transformer_lite.multi_head import MultiHeadAttention
+
+    if not callable(answer):
+        return "Answer with a function, e.g. def bill(d_model, n_heads, ...)."
+    for d, h, b, n in [(64, 8, 2, 10), (64, 1, 2, 10), (48, 6, 3, 7)]:
+        mha = MultiHeadAttention(d, h)
+        parameters = sum(p.numel() for p in mha.parameters())
+        x = seeded_randn(b, n, d, seed=0)
+        with torch.no_grad():
+            weights = mha(x, x, x, need_weights=True)[1].numel()
+        got_parameters, got_weights = (int(m) for m in answer(d, h, b, n))
+        sizes = f"d_model={d}, n_heads={h}"
+        if got_parameters != parameters:
+            if h > 1 and got_parameters == h * parameters:
+                return (
+                    f"You count h = {h} times one head of width d_model. "
+                    f"The heads are not {h} full-width attentions: they read "
+                    "the same four d_model x d_model projections in blocks "
+                    "of d_k = d_model / h, so the parameters are the same "
+                    "for any h."
+                )
+            if got_parameters == 4 * d * d:
+                return (
+                    "Each of the four projections also has a bias of "
+                    "d_model numbers: 4 · d_model more."
+                )
+            if h > 1 and got_parameters in (
+                4 * d * (d // h) + 4 * d,
+                4 * d * (d // h) + 4 * (d // h),
+                4 * d * (d // h),
+            ):
+                return (
+                    "That is one head's share, d_model x d_k per projection. "
+                    "There are h of them side by side: h · d_k = d_model, "
+                    "four d_model x d_model matrices in all."
+                )
+            return (
+                f"MultiHeadAttention({sizes}) has {parameters:,} parameters, "
+                f"not {got_parameters:,}: count w_q, w_k, w_v and w_o, "
+                "weights and biases."
+            )
+        if got_weights != weights:
+            if h > 1 and got_weights == b * n * n:
+                return (
+                    "Each head has its own softmax, so its own length x "
+                    "length matrix of weights, per sentence: the tensor is "
+                    "(B, H, L, L)."
+                )
+            if got_weights == b * n * d:
+                return (
+                    "That is the size of the heads' outputs, (B, H, L, Dk). "
+                    "The weights are (B, H, L, L): one length x length "
+                    "matrix per sentence and head."
+                )
+            return (
+                f"With {sizes}, batch={b}, length={n}, the weights tensor "
+                f"has {weights:,} entries, not {got_weights:,}."
+            )
+    return None
+
+
+# %%
+def bill(
+    d_model: int, n_heads: int, batch: int, length: int
+) -> tuple[int, int]: ...  # your code: (parameters, weights' entries)
+
+
+answer = ...  # your function, bill, once it returns the pair
+check("ch4.params", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch4.params")
+def _solve_params() -> Any:
+    def bill(
+        d_model: int, n_heads: int, batch: int, length: int
+    ) -> tuple[int, int]:
+        # four d_model x d_model projections (w_q, w_k, w_v, w_o), each
+        # with a bias of d_model; the heads only read them in blocks of
+        # d_k, so n_heads does not appear
+        parameters = 4 * (d_model * d_model + d_model)
+        # but each head has its own softmax: one length x length matrix
+        # per sentence and per head, (B, H, L, L)
+        weights = batch * n_heads * length * length
+        return parameters, weights
+
+    return bill
+
+
+# %%
+check("ch4.params", EXERCISES["ch4.params"].solve())

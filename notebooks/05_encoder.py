@@ -33,16 +33,23 @@
 # At the end the encoder layer and the stack are proven equal to PyTorch's `nn.TransformerEncoderLayer` and
 # `nn.TransformerEncoder`.
 
+# %% tags=["hide-input"]
+from transformer_lite.figure import you_are_here
+
+_ = you_are_here(5)  # Figure 1, this chapter's parts in colour
+
 # %%
 import copy
 import math
 import textwrap
+from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
 from transformer_lite import MultiHeadAttention, padding_mask
+from transformer_lite.exercises import EXERCISES, check, exercise, solution
 from transformer_lite.helpers import get_device, seeded_randint, seeded_randn
 
 device = get_device()
@@ -863,3 +870,392 @@ for norm_first in [False, True]:
 # | `EncoderLayer.from_torch`, `Encoder.from_torch` | the same weights as PyTorch's modules, proven equal |
 #
 # Next, chapter 6 adds the decoder, puts the whole model together, and generates text one token at a time.
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises: one writes LayerNorm by hand, one puts BatchNorm in its place, one builds the stack with
+# `[layer] * N`. Write your answer in the cell below each question and run it: `check` says whether it is right and,
+# when it is not, what the mistake looks like. A reference solution is folded after each one (click to open it).
+
+# %% [markdown]
+# (ex-ch5-layernorm)=
+# ### Exercise 5.1: LayerNorm by hand
+#
+# Write `layer_norm(x)` for a $(B, L, D)$ tensor without `nn.LayerNorm` or `F.layer_norm`: it returns what
+# `nn.LayerNorm(D)` computes as it is built, with $\gamma = 1$, $\beta = 0$ and $\epsilon = 10^{-5}$. First decide
+# over which dimension(s) of `x` the mean and the variance are taken. Answer with the function itself and check it
+# with `"ch5.layernorm"`; the checker calls it on batches whose features have very different scales and compares
+# with `nn.LayerNorm` (within $10^{-4}$).
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch5.layernorm",
+    "layer_norm(x): nn.LayerNorm(D) at initialisation, by hand, (B, L, D)",
+    wrong=[
+        (
+            lambda x: (
+                (x - x.mean(0)) / (x.var(0, unbiased=False) + 1e-5) ** 0.5
+            ),
+            "batch",
+        ),
+        (
+            lambda x: (
+                (x - x.mean((0, 1)))
+                / (x.var((0, 1), unbiased=False) + 1e-5) ** 0.5
+            ),
+            "batch",
+        ),
+        (
+            lambda x: (
+                (x - x.mean(1, keepdim=True))
+                / (x.var(1, keepdim=True, unbiased=False) + 1e-5) ** 0.5
+            ),
+            "positions",
+        ),
+        (
+            lambda x: (
+                (x - x.mean(-1, keepdim=True))
+                / (x.std(-1, keepdim=True) + 1e-5)
+            ),
+            "unbiased",
+        ),
+    ],
+)
+def _grade_layernorm(answer: Any) -> str | None:
+    import torch
+    import torch.nn.functional as F
+
+    from transformer_lite.helpers import seeded_randn
+
+    if not callable(answer):
+        return "Answer with a function, e.g. def layer_norm(x): ..."
+
+    def normalise(x: torch.Tensor, dims: Any, unbiased: bool = False):
+        mean = x.mean(dims, keepdim=True)
+        var = x.var(dims, keepdim=True, unbiased=unbiased)
+        return (x - mean) / (var + 1e-5) ** 0.5
+
+    readings = [  # (dims, unbiased, what that normalises)
+        ((0,), False, "batch"),
+        ((0, 1), False, "batchnorm"),
+        ((1,), False, "positions"),
+        ((1, 2), False, "sentence"),
+        ((0, 1, 2), False, "everything"),
+        ((2,), True, "unbiased"),
+    ]
+    hints = {
+        "batch": (
+            "You normalise each (position, feature) across the batch: the "
+            "mean over dimension 0 averages one feature over the sentences "
+            "of the batch. That is the batch norm reading, 'batch norm by "
+            "layer', and it makes a sentence's output depend on its "
+            "neighbours. LayerNorm takes one (sentence, position) at a time "
+            "and averages over its D features, the last dimension."
+        ),
+        "batchnorm": (
+            "You normalise each feature over the batch and the positions: "
+            "that is exactly BatchNorm (nn.BatchNorm1d in training mode), "
+            "not LayerNorm. LayerNorm takes one (sentence, position) at a "
+            "time and averages over its D features, the last dimension."
+        ),
+        "positions": (
+            "You normalise each feature over the positions of a sentence, "
+            "dimension 1: then a word's output depends on the sentence "
+            "length and on the other words. LayerNorm averages over the D "
+            "features of one position, the last dimension."
+        ),
+        "sentence": (
+            "You take one mean over a whole sentence, positions and "
+            "features together. LayerNorm takes one per position: over "
+            "the D features only, the last dimension."
+        ),
+        "everything": (
+            "You take one mean and one variance over the whole tensor. "
+            "LayerNorm takes one per (sentence, position): over the D "
+            "features, the last dimension."
+        ),
+        "unbiased": (
+            "The right dimension, but the unbiased variance (dividing by "
+            "D - 1, torch's default for var and std). nn.LayerNorm divides "
+            "by D: var(..., unbiased=False), ε inside the square root. "
+            "(The Annotated Transformer's LayerNorm uses the unbiased std, "
+            "plus ε: close, but not nn.LayerNorm.)"
+        ),
+    }
+    scale = torch.logspace(-1, 2, 8)  # features on scales 0.1 to 100
+    inputs = [
+        3 + scale * seeded_randn(4, 5, 8, seed=2),  # (B, L, D)
+        1 + 2 * seeded_randn(2, 3, 6, seed=3),
+    ]
+    for x in inputs:
+        out = answer(x.clone())
+        if not isinstance(out, torch.Tensor):
+            return f"layer_norm gave a {type(out).__name__}, not a tensor."
+        out = out.detach().cpu()
+        if tuple(out.shape) != tuple(x.shape):
+            return (
+                f"For x of shape {tuple(x.shape)} your output has shape "
+                f"{tuple(out.shape)}: keep x's shape (keepdim=True)."
+            )
+        right = F.layer_norm(x, x.shape[-1:], eps=1e-5)
+        if torch.allclose(out, right, atol=1e-4, rtol=1e-4):
+            continue
+        for dims, unbiased, name in readings:
+            guess = normalise(x, dims, unbiased)
+            if torch.allclose(out, guess, atol=1e-4, rtol=1e-4):
+                return hints[name]
+        mean = out.mean(-1).abs().max().item()
+        std = out.std(-1, unbiased=False)
+        return (
+            "After LayerNorm every position has mean 0 and standard "
+            "deviation 1 over its features; your output's means over the "
+            f"last dimension reach {mean:.3f} and its standard deviations "
+            f"run from {std.min().item():.3f} to {std.max().item():.3f}."
+        )
+    return None
+
+
+# %%
+def layer_norm(
+    x: torch.Tensor,
+) -> torch.Tensor: ...  # your code: (B, L, D) -> (B, L, D), normalised
+
+
+answer = ...  # your function, layer_norm, once it returns the result
+check("ch5.layernorm", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch5.layernorm")
+def _solve_layernorm() -> Any:
+    import torch
+
+    def layer_norm(x: torch.Tensor) -> torch.Tensor:
+        # one mean and one variance per (sentence, position), over its D
+        # features: the last dimension. Over dimension 0, the batch, would
+        # be BatchNorm's reading, which mixes the sentences of a batch.
+        mean = x.mean(dim=-1, keepdim=True)  # (B, L, 1)
+        # nn.LayerNorm divides by D, not D - 1: the biased variance
+        var = x.var(dim=-1, keepdim=True, unbiased=False)  # (B, L, 1)
+        return (x - mean) / torch.sqrt(var + 1e-5)
+
+    return layer_norm
+
+
+# %%
+check("ch5.layernorm", EXERCISES["ch5.layernorm"].solve())
+
+# %% [markdown]
+# (ex-ch5-batchnorm)=
+# ### Exercise 5.2: break it yourself, BatchNorm in place of LayerNorm
+#
+# The chapter checked that padding changes nothing at the real positions of a sentence. Run that check again in
+# training mode (the layer as it is built; its dropout is 0, so the outputs are not random), then break the layer:
+# swap both its LayerNorms for BatchNorms over the batch and the positions (the marked line; `BatchNormBSD` below
+# only moves the features to where `nn.BatchNorm1d` wants them). The weights of attention and feed-forward stay the
+# same. By how much do sentence 1's two real outputs move when the sentence is run alone, without its padding and
+# without sentence 0, as the largest absolute difference? Answer with a pair of numbers,
+# `(with_layernorm, with_batchnorm)`, within 0.02, and check it with `"ch5.batchnorm"`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch5.batchnorm",
+    "how far padding moves sentence 1's outputs: LayerNorm, BatchNorm",
+    wrong=[
+        ((2.3009, 0.0), "swapped"),
+        ((0.0, 0.0), "running"),
+        ((0.0, 7.3487), "largest"),
+    ],
+)
+def _grade_batchnorm(answer: Any) -> str | None:
+    layer_norm, batch_norm = (float(n) for n in answer)
+    expected = 2.3009  # _solve_batchnorm's BatchNorm, rounded
+    if abs(layer_norm - expected) <= 0.02 and abs(batch_norm) <= 1e-3:
+        return "Those are swapped: BatchNorm is the one that moves."
+    if abs(layer_norm) > 1e-3:
+        return (
+            "With LayerNorm nothing moves (up to rounding, about 1e-6): "
+            "each position is normalised over its own features, and the "
+            "padding mask keeps the pads out of attention. Run the cell as "
+            "it is, before the marked line."
+        )
+    if abs(batch_norm) <= 1e-3:
+        return (
+            "BatchNorm moved nothing: either the marked line did not run, "
+            "or the layer was in eval mode. In eval mode BatchNorm uses "
+            "its running statistics, fixed numbers that ignore the batch. "
+            "In training mode, as here, it uses the batch's own mean and "
+            "variance per feature, over every position: the pads and "
+            "sentence 0 included."
+        )
+    if abs(batch_norm - 7.3487) <= 0.02:
+        return (
+            "That is the norm of the difference. Give the largest absolute "
+            "difference, (out[1, :2] - alone[0]).abs().max()."
+        )
+    if abs(batch_norm - expected) > 0.02:
+        return (
+            "Swap both norms, norm1 and norm2, and compare out[1, :2] with "
+            "alone[0]: the largest absolute difference, in training mode."
+        )
+    return None
+
+
+# %%
+class BatchNormBSD(nn.Module):
+    """nn.BatchNorm1d for (B, S, D): each feature over batch and positions."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)  # via (B, D, S)
+
+
+torch.manual_seed(0)
+layer = EncoderLayer(d_model=32, n_heads=4, d_ff=64)  # in training mode
+# break it: layer.norm1, layer.norm2 = BatchNormBSD(32), BatchNormBSD(32)
+tokens = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]])
+x = seeded_randn(2, 4, 32, seed=6)
+with torch.no_grad():
+    out = layer(x, padding_mask(tokens, 0))
+    alone = layer(x[1:, :2])  # sentence 1 alone, without its padding
+moved = (out[1, :2] - alone[0]).abs().max().item()
+answer = ...  # (with_layernorm, with_batchnorm), e.g. (1.0, 1.0)
+check("ch5.batchnorm", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch5.batchnorm")
+def _solve_batchnorm() -> tuple[float, float]:
+    import torch
+    from torch import nn
+
+    from transformer_lite.encoder import EncoderLayer
+    from transformer_lite.helpers import seeded_randn
+    from transformer_lite.masks import padding_mask
+
+    class BatchNormBSD(nn.Module):
+        def __init__(self, d_model: int):
+            super().__init__()
+            self.norm = nn.BatchNorm1d(d_model)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+    tokens = torch.tensor([[5, 6, 7, 8], [5, 6, 0, 0]])
+    x = seeded_randn(2, 4, 32, seed=6)
+
+    def moved(batch_norm: bool) -> float:
+        torch.manual_seed(0)  # the same weights with either norm
+        layer = EncoderLayer(d_model=32, n_heads=4, d_ff=64)  # training
+        if batch_norm:
+            layer.norm1, layer.norm2 = BatchNormBSD(32), BatchNormBSD(32)
+        with torch.no_grad():
+            out = layer(x, padding_mask(tokens, 0))
+            alone = layer(x[1:, :2])
+        return (out[1, :2] - alone[0]).abs().max().item()
+
+    # LayerNorm: each position over its own features, and the mask keeps
+    # the pads out of attention: nothing moves (about 1e-6, rounding).
+    # BatchNorm in training mode: each feature's mean and variance come
+    # from every position in the batch, the pads and sentence 0 included,
+    # so sentence 1's outputs change with its company (about 2.3).
+    return moved(False), moved(True)
+
+
+# %%
+check("ch5.batchnorm", EXERCISES["ch5.batchnorm"].solve())
+
+# %% [markdown]
+# (ex-ch5-clones)=
+# ### Exercise 5.3: break it yourself, `[layer] * N`
+#
+# The cell below builds a six-layer `Encoder` ($d_{model} = 16$, 2 heads, $d_{ff} = 32$), each layer built fresh.
+# Count its parameters as an optimiser sees them, `sum(p.numel() for p in encoder.parameters())`. Then break it:
+# make the stack one layer repeated, as `[layer] * N` builds it (the marked line), and count again. The stack still
+# has six entries and runs six layers deep. Answer with a pair of ints, `(fresh, repeated)`, and check it with
+# `"ch5.clones"`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch5.clones",
+    "parameters of a 6-layer Encoder: fresh layers, then [layer] * 6",
+    wrong=[
+        ((13344, 13344), "same object"),
+        ((2224, 2224), "fresh"),
+        ((2224, 13344), "swapped"),
+    ],
+)
+def _grade_clones(answer: Any) -> str | None:
+    fresh, repeated = (float(n) for n in answer)
+    # EncoderLayer(16, 2, 32): attention 4 x (16 x 16 + 16) = 1088,
+    # feed-forward (16 x 32 + 32) + (32 x 16 + 16) = 1072, norms 2 x 32
+    per_layer = 2224
+    if (fresh, repeated) == (per_layer, 6 * per_layer):
+        return "Those are swapped: the repeated stack is the smaller one."
+    if fresh != 6 * per_layer:
+        if fresh == per_layer:
+            return (
+                "Encoder builds each layer fresh: six layers, each with its "
+                "own 2,224 weights and biases. Count before the marked line."
+            )
+        return (
+            "Count the cell as it is, before the marked line: "
+            "sum(p.numel() for p in encoder.parameters())."
+        )
+    if repeated != per_layer:
+        if repeated == fresh:
+            return (
+                "The repeated stack has six entries, and state_dict() lists "
+                "six sets of names, but [layer] * 6 holds the same object "
+                "six times: one set of weights, shared by all six places, "
+                "so a gradient step on one changes all six. parameters() "
+                "yields each shared tensor once: count with it."
+            )
+        return (
+            "After the marked line the six entries are one layer: count "
+            "with sum(p.numel() for p in encoder.parameters())."
+        )
+    return None
+
+
+# %%
+torch.manual_seed(0)
+encoder = Encoder(16, 2, 32, n_layers=6)  # six layers, each built fresh
+# break it: encoder.layers = nn.ModuleList([encoder.layers[0]] * 6)
+# your code: sum(p.numel() for p in encoder.parameters()), before the
+# marked line and after it
+answer = ...  # (fresh, repeated), e.g. (1, 1)
+check("ch5.clones", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch5.clones")
+def _solve_clones() -> tuple[int, int]:
+    import torch
+    from torch import nn
+
+    from transformer_lite.encoder import Encoder
+
+    torch.manual_seed(0)
+    encoder = Encoder(16, 2, 32, n_layers=6)
+
+    def count() -> int:
+        # parameters() yields each tensor once, however many names it has
+        return sum(p.numel() for p in encoder.parameters())
+
+    fresh = count()  # six layers, six sets of weights: 6 x 2,224
+    encoder.layers = nn.ModuleList([encoder.layers[0]] * 6)
+    # the same object six times: one set of weights used six times, 2,224
+    # (state_dict() would still list six sets of names)
+    return fresh, count()
+
+
+# %%
+check("ch5.clones", EXERCISES["ch5.clones"].solve())

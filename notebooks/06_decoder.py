@@ -28,15 +28,22 @@
 # state squeezed into one vector: each step attends directly to everything before it. We make generation fast with
 # a key/value cache, check that it changes no number, and build greedy and beam-search decoding on top.
 
+# %% tags=["hide-input"]
+from transformer_lite.figure import you_are_here
+
+_ = you_are_here(6)  # Figure 1, this chapter's parts in colour
+
 # %%
 import statistics
 import textwrap
+from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
 from transformer_lite import causal_mask, padding_mask
+from transformer_lite.exercises import EXERCISES, check, exercise, solution
 from transformer_lite.helpers import (
     get_device,
     seeded_randint,
@@ -354,8 +361,8 @@ for norm_first in [False, True]:
 # *generator*, from $d_{model}$ to one score (logit) per target-vocabulary token. Its sizes live in a dataclass with
 # the paper's base model as defaults. A common belief is that "the only tunable parameters are $N$ and
 # $d_{model}$"; the paper's Table 3 varies much more: the number of heads $h$, the widths $d_k$ and $d_v$, $d_{ff}$,
-# dropout, label smoothing and the warm-up of the learning rate. The config holds the model's share of those, and
-# checks them (the checks are folded below it).
+# dropout and label smoothing (and the learning rate's warm-up, which Table 3 does not vary, is a setting to choose
+# too). The config holds the model's share of those, and checks them (the checks are folded below it).
 
 
 # %% tags=["export"]
@@ -678,6 +685,290 @@ for generator_only in [False, True]:
 # the tied weights share one block of memory, `data_ptr`, while the untied ones do not).
 
 # %% [markdown]
+# (ch6-figure)=
+# ## Figure 1, drawn from the model
+#
+# Every chapter of this book opens with the paper's Figure 1, the map of the whole model, with the parts that chapter
+# builds in colour. The figure is not a picture someone drew: `draw_architecture` reads it off a model's module
+# tree. For each stack it takes the first layer's sublayers in order (self-attention, cross-attention,
+# feed-forward), where that layer puts its LayerNorm (`norm_first`), whether the stack ends with a norm, the
+# number of layers, and whether the generator's weight *is* the output embedding. Change the model and the figure
+# changes. Built on PyTorch's `meta` device, a model has its structure but no memory, so drawing costs nothing.
+# Post-norm, the paper's layout, on the left; pre-norm on the right:
+
+# %% tags=["export:figure", "hide-input"]
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from transformer_lite.decoder import make_model as _make_model
+
+# the parts of Figure 1 a chapter can highlight, and their colours
+PART_COLOURS = {
+    "embedding": "#f4c7c3",
+    "positions": "#f4c7c3",
+    "self_attention": "#fbd38d",
+    "masked_attention": "#fbd38d",
+    "cross_attention": "#fbd38d",
+    "feed_forward": "#b3d4fc",
+    "norm": "#fff3b0",
+    "generator": "#d7c4f2",
+}
+_ATTENTION = ("self_attention", "masked_attention", "cross_attention")
+# what each chapter builds: its "you are here"
+CHAPTER_PARTS = {
+    1: _ATTENTION,
+    2: _ATTENTION,
+    3: ("masked_attention",),
+    4: _ATTENTION,
+    5: ("embedding", "positions", "self_attention", "feed_forward", "norm"),
+    6: ("masked_attention", "cross_attention", "generator"),
+    7: tuple(PART_COLOURS),
+    8: tuple(PART_COLOURS),
+}
+# a layer's child -> (label, part); the decoder's self_attn is the masked one
+_SUBLAYERS = {
+    ("encoder", "self_attn"): ("Multi-Head Attention", "self_attention"),
+    ("decoder", "self_attn"): (
+        "Masked Multi-Head\nAttention",
+        "masked_attention",
+    ),
+    ("decoder", "cross_attn"): (
+        "Multi-Head Attention\n(over the encoder)",
+        "cross_attention",
+    ),
+    ("encoder", "ff"): ("Feed Forward", "feed_forward"),
+    ("decoder", "ff"): ("Feed Forward", "feed_forward"),
+}
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box of the figure: its text, the part it belongs to, its place."""
+
+    label: str
+    part: str
+    stack: str  # "encoder" or "decoder"
+    y: float  # height of its centre: larger is drawn higher
+    highlighted: bool
+
+
+def _layer_boxes(layer: nn.Module, stack: str) -> list[tuple[str, str]]:
+    """A layer's boxes bottom to top, from its children and norm_first."""
+    rows = []
+    for name, _ in layer.named_children():
+        if (stack, name) not in _SUBLAYERS:
+            continue  # norms, dropout: drawn with their sublayer
+        sublayer = _SUBLAYERS[stack, name]
+        if layer.norm_first:  # x + sublayer(norm(x))
+            rows += [("Norm", "norm"), sublayer, ("Add", "norm")]
+        else:  # norm(x + sublayer(x))
+            rows += [sublayer, ("Add & Norm", "norm")]
+    return rows
+
+
+def draw_architecture(
+    model: nn.Module | None = None,
+    highlight: tuple[str, ...] = (),
+    ax=None,
+    title: str | None = None,
+    size: tuple[float, float] = (6, 7),
+) -> list[Box]:
+    """Draw the paper's Figure 1 from ``model``'s module tree (by default
+    the base model, built on the meta device: structure without weights).
+
+    The encoder and decoder layers' sublayers, their LayerNorms (before
+    the sublayer with ``norm_first``, after the residual sum without),
+    the stacks' final norms, N and the tied output projection all come
+    from the model. ``highlight`` names parts (see ``PART_COLOURS``) to
+    colour; the rest is grey. Returns the boxes drawn, bottom to top.
+    """
+    try:
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import FancyBboxPatch
+    except ImportError as error:
+        raise ImportError(
+            "draw_architecture needs matplotlib: "
+            "pip install 'transformer_lite[plot]'"
+        ) from error
+    if model is None:
+        with torch.device("meta"):
+            model = _make_model(1000, 1000, tie_embeddings=True)
+    unknown = sorted(set(highlight) - set(PART_COLOURS))
+    if unknown:
+        raise ValueError(
+            f"unknown parts {unknown}; parts: {sorted(PART_COLOURS)}"
+        )
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    lit = set(highlight or PART_COLOURS)
+    boxes: list[Box] = []
+    width, height, gap = 2.6, 0.55, 0.22
+    columns = {"encoder": 0.0, "decoder": 3.4}
+
+    def box(stack: str, y: float, label: str, part: str) -> float:
+        x = columns[stack]
+        on = part in lit
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, y),
+                width,
+                height,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                facecolor=PART_COLOURS[part] if on else "#eeeeee",
+                edgecolor="#333333" if on else "#bbbbbb",
+                linewidth=1.2 if on else 0.8,
+            )
+        )
+        ax.text(
+            x + width / 2,
+            y + height / 2,
+            label,
+            ha="center",
+            va="center",
+            fontsize=7.5,
+            color="#111111" if on else "#999999",
+        )
+        boxes.append(
+            Box(label.replace("\n", " "), part, stack, y + height / 2, on)
+        )
+        return y + height + gap
+
+    tops, cross_y = {}, None
+    for stack, side in (
+        ("encoder", "Inputs"),
+        ("decoder", "Outputs\n(shifted right)"),
+    ):
+        x = columns[stack]
+        ax.text(
+            x + width / 2, 0.0, side, ha="center", va="bottom", fontsize=7.5
+        )
+        y = box(
+            stack,
+            0.55,
+            "Input Embedding" if stack == "encoder" else "Output Embedding",
+            "embedding",
+        )
+        y = box(stack, y, "+ Positional Encoding", "positions")
+        layers = getattr(model, stack).layers
+        start = y
+        y += 0.12
+        for label, part in _layer_boxes(layers[0], stack):
+            if part == "cross_attention":
+                cross_y = y + height / 2
+            y = box(stack, y, label, part)
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - 0.15, start - 0.05),
+                width + 0.3,
+                y - start - gap + 0.2,
+                boxstyle="round,pad=0.02,rounding_size=0.15",
+                facecolor="none",
+                edgecolor="#666666",
+                linewidth=1.0,
+                linestyle="--",
+            )
+        )
+        side_x = x - 0.25 if stack == "encoder" else x + width + 0.25
+        ax.text(
+            side_x,
+            (start + y) / 2,
+            f"{len(layers)}×",
+            fontsize=10,
+            ha="right" if stack == "encoder" else "left",
+            va="center",
+        )
+        if getattr(model, stack).norm is not None:
+            y = box(stack, y + 0.1, "Norm (end of stack)", "norm")
+        tops[stack] = y
+    # the encoder's output feeds every decoder layer's cross-attention: up out
+    # of the encoder, across, down, and into the box from the left
+    enc_x, top = columns["encoder"] + width / 2, tops["encoder"] + 0.1
+    across = (columns["encoder"] + width + columns["decoder"]) / 2
+    ax.plot(
+        [enc_x, enc_x, across, across],
+        [top - gap - 0.1, top, top, cross_y],
+        color="#444444",
+        linewidth=1.0,
+    )
+    ax.annotate(
+        "",
+        xy=(columns["decoder"], cross_y),
+        xytext=(across, cross_y),
+        arrowprops=dict(arrowstyle="->", color="#444444", linewidth=1.0),
+    )
+    tied = model.generator.weight is model.tgt_embed.table.weight
+    linear = "Linear (generator)" + (
+        "\ntied to the embedding" if tied else ""
+    )
+    y = box("decoder", tops["decoder"] + 0.1, linear, "generator")
+    y = box("decoder", y, "Softmax", "generator")
+    ax.text(
+        columns["decoder"] + width / 2,
+        y,
+        "Output Probabilities",
+        ha="center",
+        va="bottom",
+        fontsize=7.5,
+    )
+    first = model.encoder.layers[0]
+    c = model.config
+    ax.set_title(
+        title
+        or (
+            f"N = {len(model.encoder.layers)}, "
+            f"h = {first.self_attn.n_heads}, "
+            f"d_model = {c.d_model}, d_ff = {c.d_ff}, "
+            f"{'pre-norm' if first.norm_first else 'post-norm'}"
+        ),
+        fontsize=9,
+    )
+    ax.set_xlim(-0.7, columns["decoder"] + width + 0.6)
+    ax.set_ylim(-0.1, y + 0.5)
+    ax.set_axis_off()
+    return sorted(boxes, key=lambda b: (b.stack, b.y))
+
+
+def you_are_here(chapter: int, ax=None) -> list[Box]:
+    """Figure 1 with the parts chapter ``chapter`` builds in colour."""
+    parts = CHAPTER_PARTS.get(chapter, ())
+    return draw_architecture(
+        highlight=parts,
+        ax=ax,
+        title=f"Chapter {chapter}: you are here",
+        size=(4.6, 5.4),
+    )
+
+
+# %%
+with torch.device("meta"):  # the structure only: no memory, no initialisation
+    post = make_model(1000, 1000, n_layers=2, tie_embeddings=True)
+    pre = make_model(1000, 1000, n_layers=2, norm_first=True)
+fig, (left, right) = plt.subplots(1, 2, figsize=(10, 6))
+post_boxes = draw_architecture(post, ax=left)
+pre_boxes = draw_architecture(pre, ax=right)
+plt.show()
+
+
+def encoder_layer(boxes: list[Box]) -> list[str]:
+    """The encoder's boxes bottom to top, without embedding and positions."""
+    return [b.label for b in boxes if b.stack == "encoder"][2:]
+
+
+for name, boxes in [("post-norm", post_boxes), ("pre-norm", pre_boxes)]:
+    print(f"{name} encoder layer, bottom to top:")
+    print("   ", " | ".join(encoder_layer(boxes)))
+assert encoder_layer(post_boxes) == [
+    "Multi-Head Attention",
+    "Add & Norm",
+    "Feed Forward",
+    "Add & Norm",
+]
+assert encoder_layer(pre_boxes)[:3] == ["Norm", "Multi-Head Attention", "Add"]
+assert encoder_layer(pre_boxes)[-1] == "Norm (end of stack)"
+
+# %% [markdown]
 # (ch6-parallel-training)=
 # ## Training is parallel: teacher forcing and the causal mask
 #
@@ -755,6 +1046,7 @@ print(
 # here: padding and the start token are never generated (their logits are set to $-\infty$), and a sentence that
 # has ended is padded from then on. The argument checks are folded below the functions.
 
+
 # %% tags=["export"]
 def _never_emit(logits: Tensor, pad_id: int, start_id: int) -> Tensor:
     """The logits with padding and the start token ruled out."""
@@ -819,6 +1111,7 @@ def greedy_decode(
 # sentences are not favoured just for having fewer probabilities multiplied. The paper used $k = 4$,
 # $\alpha = 0.6$ (§6.1).
 
+
 # %% tags=["export"]
 def _length_penalty(length: int, alpha: float) -> float:
     """Wu et al. (2016): ((5 + length) / 6) ** alpha; alpha = 0 means no
@@ -832,6 +1125,7 @@ def _length_penalty(length: int, alpha: float) -> float:
 # the end token is a finished sentence: it is scored with the length penalty and set aside. Any other becomes one
 # of the next $k$ beams. A source stops taking candidates when $k$ beams are filled or $k$ of its sentences have
 # finished; beams left empty get the score $-\infty$, so they never win.
+
 
 # %% tags=["export"]
 def _beam_step(top, vocab, k, end_id, pad, sequences, finished, penalty):
@@ -877,6 +1171,7 @@ def _beam_step(top, vocab, k, end_id, pad, sequences, finished, penalty):
 # decoder with its cache. After each step every source's surviving beams are gathered into the rows for the
 # next one, and the cache follows them: `cache.reorder` copies each new beam's keys and values from its parent's
 # row. If `max_len` is reached first, the unfinished beams compete with the finished ones.
+
 
 # %% tags=["export"]
 @torch.no_grad()
@@ -939,6 +1234,7 @@ def beam_search(
 
 # %% [markdown]
 # The rest is folded: the argument checks, and packing each source's best sentence into one padded tensor.
+
 
 # %% tags=["export", "hide-input"]
 def _check_decoding(
@@ -1030,7 +1326,8 @@ print(
 
 # %% [markdown]
 # (The model is untrained, so the tokens mean nothing yet; chapter 7 trains it.) Finally, what the cache buys: the
-# time to generate 64 tokens for one sentence, with and without it, on the paper's base size. Without a cache, step
+# time to generate 64 tokens for one sentence, with and without it, at the base model's width ($d_{model} = 512$, 8
+# heads, $d_{ff} = 2048$) with 2 layers per stack. Without a cache, step
 # $t$ runs the decoder over $t$ positions, so the whole generation costs $O(n^2)$ position-passes instead of $O(n)$.
 
 # %% tags=["nbval-ignore-output"]
@@ -1095,3 +1392,320 @@ for bad in [
 # | `greedy_decode`, `beam_search` | generation with the cache; beam size 1 is greedy |
 #
 # Chapter 7 trains this model for real.
+
+# %% [markdown]
+# ## Exercises
+#
+# Three exercises: one tests a belief about what can be tuned against the paper, one breaks the tied embeddings,
+# one counts what the cache saves. Write your answer in the cell below each question and run it: `check` says
+# whether it is right and, when it is not, what the mistake looks like. A reference solution is folded after each
+# one (click to open it).
+
+# %% [markdown]
+# (ex-ch6-hyperparameters)=
+# ### Exercise 6.1: what else is tuned?
+#
+# "The only tunable parameters are $N$ and $d_{model}$": test the belief against the paper. Its Table 3
+# (Vaswani et al., 2017) changes the base model one group of settings at a time, in rows (A) to (D), and lists
+# only the values that differ from the base model. Besides $N$ and $d_{model}$, which settings do rows (A) to (D)
+# vary? Answer with a set of strings chosen from `"batch_size"`, `"beam_size"`, `"d_ff"`, `"d_k"`, `"d_v"`,
+# `"dropout"`, `"h"`, `"label_smoothing"`, `"learning_rate"` and `"warmup"` (the paper's `"P_drop"` and
+# `"eps_ls"`, and this book's `"n_heads"`, are accepted too), and check it with `"ch6.hyperparameters"`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch6.hyperparameters",
+    "besides N and d_model, the settings Table 3's rows (A)-(D) vary",
+    wrong=[
+        ({"N", "d_model"}, "Table 3"),
+        (set(), "Table 3"),
+        (
+            set("h d_k d_v d_ff dropout label_smoothing warmup".split()),
+            "warm-up",
+        ),
+        ({"h", "d_ff", "dropout", "label_smoothing"}, "(B)"),
+    ],
+)
+def _grade_hyperparameters(answer: Any) -> str | None:
+    if isinstance(answer, str) or not all(isinstance(n, str) for n in answer):
+        return 'Answer with a set of strings, e.g. {"h", "d_ff"}.'
+    spellings = {  # the accepted spellings of each name, lower case
+        "h": ["h", "n_heads", "heads", "num_heads"],
+        "d_k": ["d_k", "dk"],
+        "d_v": ["d_v", "dv"],
+        "d_ff": ["d_ff", "dff"],
+        "dropout": ["dropout", "p_drop", "pdrop"],
+        "label_smoothing": ["label_smoothing", "eps_ls", "ε_ls", "ϵ_ls"],
+        "N": ["n", "n_layers"],
+        "d_model": ["d_model", "dmodel"],
+        "warmup": ["warmup", "warm_up", "warmup_steps"],
+        "learning_rate": ["learning_rate", "lr"],
+        "batch_size": ["batch_size"],
+        "beam_size": ["beam_size"],
+        "train_steps": ["train_steps"],
+        "positional_encoding": ["positional_encoding"],
+    }
+    canonical = {s: name for name, all_ in spellings.items() for s in all_}
+    names = set()
+    for raw in answer:
+        key = raw.strip().lower().replace("-", "_").replace(" ", "_")
+        if key not in canonical:
+            return f"{raw!r} is not one of the names the question lists."
+        names.add(canonical[key])
+    fixed = {  # settings Table 3's rows (A)-(D) keep as in the base model
+        "warmup": (
+            "Table 3 does not vary the warm-up: it has no column for it, and "
+            "every row trains with the base model's schedule, warmup_steps "
+            "= 4000 (§5.3). You do choose it, but this table keeps it fixed."
+        ),
+        "learning_rate": (
+            "The learning rate has no column in Table 3: every row follows "
+            "the schedule of §5.3."
+        ),
+        "batch_size": (
+            "The batch size has no column in Table 3: every row trains on "
+            "batches of about 25000 source and 25000 target tokens (§5.1)."
+        ),
+        "beam_size": (
+            "Beam size is a decoding setting, and Table 3 keeps it: all its "
+            "rows decode with the same beam search (§6.2)."
+        ),
+        "train_steps": (
+            "Only the big model, below row (E), trains longer (300K steps): "
+            "that is outside rows (A) to (D)."
+        ),
+        "positional_encoding": (
+            "Row (E) swaps the sinusoids for learned position embeddings: "
+            "that is outside rows (A) to (D)."
+        ),
+    }
+    kept = [name for name in fixed if name in names]
+    if kept:
+        return fixed[kept[0]]
+    clues = {
+        "h": "rows (A) vary the number of heads h, from 1 to 32",
+        "d_k": "rows (B) shrink d_k alone; (A) and (C) change it too",
+        "d_v": "rows (A) and (C) change d_v together with d_k",
+        "d_ff": "rows (C) also change d_ff, to 1024 and 4096",
+        "dropout": "rows (D) change P_drop, the dropout rate",
+        "label_smoothing": "rows (D) change eps_ls, the label smoothing",
+    }
+    missing = [name for name in clues if name not in names]
+    if len(missing) == len(clues):
+        return (
+            "Table 3 varies much more than N and d_model. Read its columns: "
+            "each row fills in only the values it changes from the base "
+            "model, so every column with a value in rows (A) to (D) is a "
+            "setting the paper tuned."
+        )
+    if missing:
+        return (
+            "Some are missing: " + "; ".join(clues[n] for n in missing) + "."
+        )
+    return None
+
+
+# %%
+answer = ...  # a set of names, e.g. {"h"}
+check("ch6.hyperparameters", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch6.hyperparameters")
+def _solve_hyperparameters() -> set[str]:
+    # Table 3, rows (A) to (D): the columns each group fills in, i.e.
+    # changes from the base model (a blank cell means "as in base")
+    rows = {
+        "A": {"h", "d_k", "d_v"},  # 1 to 32 heads, d_k = d_v = 512 / h
+        "B": {"d_k"},  # d_k = 16 or 32 with h = 8: d_k alone
+        "C": {"N", "d_model", "d_k", "d_v", "d_ff"},  # depth and widths
+        "D": {"dropout", "label_smoothing"},  # P_drop, eps_ls: 0.0 or 0.2
+    }
+    # Warm-up, learning rate, batch and beam size have no column: the
+    # table keeps them. (This book's config derives d_k = d_model / n_heads,
+    # so it cannot build rows (B), where d_k changes alone.)
+    return set().union(*rows.values()) - {"N", "d_model"}
+
+
+# %%
+check("ch6.hyperparameters", EXERCISES["ch6.hyperparameters"].solve())
+
+# %% [markdown]
+# (ex-ch6-untied)=
+# ### Exercise 6.2: break it yourself, untied embeddings
+#
+# The paper ties and shares its embeddings (§3.4): one matrix is the source embedding, the target embedding and the
+# generator's weight. The cell below builds a small model that way. Break it: build the same model with
+# `tie_embeddings=False, share_embeddings=False` (the marked line), and count both models' parameters. How many
+# more does the untied one have? Answer with an int and check it with `"ch6.untied"`. (What untying does to
+# training, the {ref}`experiment above <ch6-config>` showed: the generator's gradient no longer reaches the target
+# embedding.)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch6.untied",
+    "parameters that untying adds to a small tied and shared model",
+    wrong=[(0, "once"), (1920, "three"), (1980, "bias")],
+)
+def _grade_untied(answer: Any) -> str | None:
+    extra = float(answer)
+    matrix = 60 * 32  # one vocab x d_model matrix
+    if extra == 2 * matrix:
+        return None
+    if extra == 0:
+        return (
+            "Zero is what a count gives that sees a shared tensor under "
+            "each of its names: state_dict() lists the tied matrix three "
+            "times (source, target, generator), so both models look the "
+            "same size. Count each tensor once, as model.parameters() does."
+        )
+    if extra == matrix:
+        return (
+            "That is one 60 x 32 matrix. Tied and shared, one matrix serves "
+            "three uses; untied, there are three: the target gets its own "
+            "embedding and the generator its own weight."
+        )
+    if extra in (matrix + 60, 2 * matrix + 60, 2 * matrix + 120):
+        return (
+            "The generator's bias (60 numbers) is there tied or untied: "
+            "tying shares its weight only."
+        )
+    if extra < 0:
+        return "The untied model is the larger one: untied minus tied."
+    return (
+        "Count each model with sum(p.numel() for p in m.parameters()) and "
+        "subtract: only the vocab x d_model matrices differ."
+    )
+
+
+# %%
+sizes = {"d_model": 32, "n_heads": 4, "d_ff": 64, "n_layers": 1}
+tied = make_model(60, 60, **sizes, tie_embeddings=True, share_embeddings=True)
+# break it: the same model, tie_embeddings=False, share_embeddings=False
+untied = ...
+# your code: count the parameters of tied and of untied
+answer = ...  # an int: how many more parameters untied has
+check("ch6.untied", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch6.untied")
+def _solve_untied() -> int:
+    from transformer_lite.decoder import make_model
+
+    sizes = {"d_model": 32, "n_heads": 4, "d_ff": 64, "n_layers": 1}
+
+    def count(tie: bool) -> int:
+        model = make_model(
+            60, 60, **sizes, tie_embeddings=tie, share_embeddings=tie
+        )
+        # parameters() yields a shared tensor once; state_dict() would
+        # list it under each of its names
+        return sum(p.numel() for p in model.parameters())
+
+    # tied: one 60 x 32 matrix in three roles; untied: three matrices.
+    # The two new ones are 2 * 60 * 32 = 3840; the generator's bias and
+    # everything else are there either way.
+    return count(False) - count(True)
+
+
+# %%
+check("ch6.untied", EXERCISES["ch6.untied"].solve())
+
+# %% [markdown]
+# (ex-ch6-cache)=
+# ### Exercise 6.3: what the cache saves
+#
+# Greedy decoding generates 12 tokens (with an end token that never comes and `max_len=12`). Summed over all its
+# steps, how many target positions go through the decoder with the cache (`use_cache=True`), and how many without
+# it (`use_cache=False`)? Reason it out first, then count: the cell below hooks the decoder stack so that each call
+# records how many positions it was given. Answer with a pair of ints, `(with_cache, without_cache)`, and check it
+# with `"ch6.cache"`.
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch6.cache",
+    "target positions through the decoder for 12 greedy tokens",
+    wrong=[
+        ((78, 12), "swapped"),
+        ((12, 144), "1 + 2"),
+        ((11, 66), "start"),
+        ((12, 12), "prefix"),
+    ],
+)
+def _grade_cache(answer: Any) -> str | None:
+    cached, recomputed = (float(n) for n in answer)
+    if (cached, recomputed) == (78, 12):
+        return "Those are swapped: the cache is what saves recomputing."
+    if cached == 11 or recomputed == 66:
+        return (
+            "Count the start token: the first step feeds <s>, a position "
+            "like any other. With the cache the 12 steps feed <s> and the "
+            "first 11 tokens (the 12th is never fed back)."
+        )
+    if cached != 12:
+        return (
+            "With the cache each step feeds only its newest token: one "
+            "position per step, 12 steps."
+        )
+    if recomputed == 144:
+        return (
+            "Step t does not run 12 positions, only its prefix so far: <s> "
+            "and t - 1 tokens, t positions: 1 + 2 + ... + 12 in all."
+        )
+    if recomputed == 12:
+        return (
+            "Without the cache there are 12 calls too, but each runs the "
+            "whole prefix again, not only its newest token."
+        )
+    if recomputed != 78:
+        return (
+            "Without the cache, step t runs the t positions of its prefix "
+            "(<s> and t - 1 tokens): add them up over the 12 steps."
+        )
+    return None
+
+
+# %%
+positions = []  # how many target positions each decoder call was given
+hook = model.decoder.register_forward_pre_hook(
+    lambda module, args: positions.append(args[0].size(1))
+)
+# your code: greedy_decode(model, sources[:1], start, end_id=-1,
+# max_len=12), with use_cache=True and with False; sum(positions) each
+hook.remove()
+answer = ...  # (with_cache, without_cache), e.g. (1, 1)
+check("ch6.cache", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch6.cache")
+def _solve_cache() -> tuple[int, int]:
+    import torch
+
+    from transformer_lite.decoder import greedy_decode, make_model
+
+    sizes = {"d_model": 32, "n_heads": 4, "d_ff": 64, "n_layers": 1}
+    model = make_model(40, 40, **sizes).eval()
+    src = torch.tensor([[5, 6, 7, 8]])
+    positions: list[int] = []  # positions given to each decoder call
+    model.decoder.register_forward_pre_hook(
+        lambda module, args: positions.append(args[0].size(1))
+    )
+    counts = []
+    for use_cache in (True, False):
+        positions.clear()
+        # end_id=-1 is no token: always 12 steps
+        greedy_decode(model, src, 1, -1, max_len=12, use_cache=use_cache)
+        counts.append(sum(positions))
+    # with the cache, each step feeds its newest token only: 12 x 1.
+    # Without, step t runs its prefix, <s> and t - 1 tokens: 1 + 2 + ...
+    # + 12 = 78, about n^2 / 2: the O(n^2) against O(n) of the chapter.
+    return counts[0], counts[1]
+
+
+# %%
+check("ch6.cache", EXERCISES["ch6.cache"].solve())

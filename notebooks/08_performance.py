@@ -36,6 +36,15 @@
 # `make test` and `make book`. This page only reads that file: re-running the notebook never re-measures. The code
 # that draws each table and plot is folded away in the book; click to show it.
 
+# %% tags=["hide-input"]
+from transformer_lite.figure import CHAPTER_PARTS, draw_architecture
+
+_ = draw_architecture(  # Figure 1: this appendix times all of it
+    highlight=CHAPTER_PARTS[8],
+    title="Appendix: you are here",
+    size=(4.6, 5.4),
+)
+
 # %%
 import json
 from pathlib import Path

@@ -620,28 +620,43 @@ def _wrap_ddp(
 
 
 @torch.no_grad()
-def cross_attention_maps(
+def attention_maps(
     model: Transformer, src: Tensor, tgt_in: Tensor
-) -> list[Tensor]:
-    """Every decoder layer's cross-attention weights for one teacher-forced
-    pass, collected with forward hooks that are removed afterwards.
+) -> dict[str, list[Tensor]]:
+    """The attention weights of every layer for one teacher-forced pass,
+    collected with forward hooks that are removed afterwards: encoder
+    self-attention, masked decoder self-attention and cross-attention.
 
     Shape:
-        src (B, S), tgt_in (B, T). Returns one (B, H, T, S) tensor per
-        decoder layer.
+        src (B, S), tgt_in (B, T). Returns ``{"encoder": [...], "decoder":
+        [...], "cross": [...]}``, one tensor per layer: (B, H, S, S),
+        (B, H, T, T) and (B, H, T, S).
     """
-    maps: list[Tensor] = []
+    maps: dict[str, list[Tensor]] = {
+        "encoder": [],
+        "decoder": [],
+        "cross": [],
+    }
 
-    def hook(module, args, kwargs, output):
-        _, weights = module.forward(
-            *args, **kwargs, need_weights=True
-        )  # no hooks re-run
-        maps.append(weights)
+    def keeper(kind: str):
+        def hook(module, args, kwargs, output):
+            # the same call again, asking for the weights (hooks do not run)
+            _, weights = module.forward(*args, **kwargs, need_weights=True)
+            maps[kind].append(weights)
 
-    layers = model.decoder.layers
+        return hook
+
+    attentions = [
+        ("encoder", layer.self_attn) for layer in model.encoder.layers
+    ]
+    for layer in model.decoder.layers:
+        attentions += [
+            ("decoder", layer.self_attn),
+            ("cross", layer.cross_attn),
+        ]
     handles = [
-        layer.cross_attn.register_forward_hook(hook, with_kwargs=True)
-        for layer in layers
+        module.register_forward_hook(keeper(kind), with_kwargs=True)
+        for kind, module in attentions
     ]
     try:
         model(src, tgt_in)
@@ -649,6 +664,19 @@ def cross_attention_maps(
         for handle in handles:
             handle.remove()
     return maps
+
+
+def cross_attention_maps(
+    model: Transformer, src: Tensor, tgt_in: Tensor
+) -> list[Tensor]:
+    """Every decoder layer's cross-attention weights for one teacher-forced
+    pass (``attention_maps``' ``"cross"``).
+
+    Shape:
+        src (B, S), tgt_in (B, T). Returns one (B, H, T, S) tensor per
+        decoder layer.
+    """
+    return attention_maps(model, src, tgt_in)["cross"]
 
 
 # below it the command line flags an answer: chosen from the held-out
@@ -694,6 +722,7 @@ __all__ = [
     "load_checkpoint",
     "model_from_checkpoint",
     "Trainer",
+    "attention_maps",
     "cross_attention_maps",
     "LOW_CONFIDENCE",
     "translate_with_confidence",

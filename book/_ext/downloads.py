@@ -90,10 +90,14 @@ def build_wheel(project: Path, into: Path) -> Path:
     return wheels[0]
 
 
-def zip_notebooks(project: Path, version: str, into: Path) -> Path:
+def zip_notebooks(
+    source: Path, version: str, into: Path, edition: str = "en"
+) -> Path:
     """Every chapter's notebook (outputs included) in one zip, in a folder of its own."""
-    notebooks = sorted((project / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    folder = f"{PACKAGE}-{version}-notebooks"
+    notebooks = sorted((source / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    folder = f"{PACKAGE}-{version}-notebooks" + (
+        "" if edition == "en" else f"-{edition}"
+    )
     path = into / f"{folder}.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for notebook in notebooks:
@@ -108,13 +112,14 @@ def zip_notebooks(project: Path, version: str, into: Path) -> Path:
 
 def prepare(app: Sphinx, config: Config) -> None:
     """Build the wheel and the zip before any page is read: the pages name them."""
-    project = Path(app.confdir)
+    source = Path(app.confdir)
+    # the Chinese edition's sources (zh/) sit in the project; the package is the same
+    project = (source / config.book_project).resolve()
     into = Path(tempfile.mkdtemp(prefix="book-downloads-"))
     wheel = build_wheel(project, into)
     version = wheel.name.split("-")[1]
-    _built.update(
-        wheel=wheel, zip=zip_notebooks(project, version, into), dir=into
-    )
+    notebooks = zip_notebooks(source, version, into, config.book_edition)
+    _built.update(wheel=wheel, zip=notebooks, dir=into)
     config.book_wheel = wheel.name
     config.book_version = version
 
@@ -164,16 +169,49 @@ def link(href: str, text: str, *, as_code: bool = True) -> str:
     return f'<a class="reference download" href="{html.escape(href)}" download>{label}</a>'
 
 
+# the words of the list and the box, per edition (book_edition)
+WORDS = {
+    "en": {
+        "package": "the package: {wheel} (version {version}, pure Python, needs PyTorch)",
+        "notebooks": "the chapters as notebooks, outputs included: {zip}",
+        "title": "Run this chapter yourself",
+        "needs": "You need Python 3.10 or newer; nothing else from this book's repository.",
+        "step1": "Download the package, {wheel}, and install it with the extras this "
+        "chapter uses: {install}",
+        "step2": "Download this chapter's notebook, {notebook} (or every chapter: {zip}).",
+        "step3": "Open it in Jupyter ({jupyter}, then {open}) and run the cells in order: "
+        "the package holds what the earlier chapters built.",
+        "launch": "Once the book's repository is published, this page also gets buttons to "
+        "open it in Colab or Binder.",
+    },
+    "zh": {
+        "package": "程序包：{wheel}（版本 {version}，纯 Python，需要 PyTorch）",
+        "notebooks": "各章的 notebook（含输出）：{zip}",
+        "title": "自己运行这一章",
+        "needs": "只需要 Python 3.10 或更新版本，不需要本书仓库里的其他东西。",
+        "step1": "下载程序包 {wheel}，并连同本章用到的附加依赖一起安装：{install}",
+        "step2": "下载本章的 notebook {notebook}（或全部章节：{zip}）。",
+        "step3": "在 Jupyter 中打开它（{jupyter}，然后 {open}），按顺序运行各个单元："
+        "前面各章构建的内容都在程序包里。",
+        "launch": "本书仓库公开后，这一页还会有在 Colab 或 Binder 中打开的按钮。",
+    },
+}
+
+
 def downloads_list(app: Sphinx, pathto) -> str:
     wheel, version = app.config.book_wheel, app.config.book_version
     notebooks = _built["zip"].name if "zip" in _built else ""
+    words = WORDS[app.config.book_edition]
+    package = words["package"].format(
+        wheel=link(pathto(f"{DOWNLOADS}/{wheel}", 1), wheel),
+        version=html.escape(version),
+    )
+    chapters = words["notebooks"].format(
+        zip=link(pathto(f"{DOWNLOADS}/{notebooks}", 1), notebooks)
+    )
     return (
         '<ul class="simple book-downloads">'
-        f"<li>the package: {link(pathto(f'{DOWNLOADS}/{wheel}', 1), wheel)}"
-        f" (version {html.escape(version)}, pure Python, needs PyTorch)</li>"
-        f"<li>the chapters as notebooks, outputs included: "
-        f"{link(pathto(f'{DOWNLOADS}/{notebooks}', 1), notebooks)}</li>"
-        "</ul>"
+        f"<li>{package}</li><li>{chapters}</li></ul>"
     )
 
 
@@ -193,39 +231,36 @@ def needs_train_extra(app: Sphinx, docname: str) -> bool:
 def run_yourself_box(app: Sphinx, pagename: str, context: dict) -> str:
     pathto = context["pathto"]
     wheel = app.config.book_wheel
+    words = WORDS[app.config.book_edition]
     extras = "plot,train" if needs_train_extra(app, pagename) else "plot"
     notebook = Path(context.get("sourcename") or f"{pagename}.ipynb").name
     notebook_href = pathto(
         f"_sources/{context.get('sourcename', pagename + '.ipynb')}", 1
     )
     zip_name = _built["zip"].name if "zip" in _built else ""
-    install = code(f'pip install "{wheel}[{extras}]"')
-    open_it = code(f"jupyter lab {notebook}")
-    launch = (
-        ""
-        if app.config.html_theme_options.get("launch_buttons", {}).get(
-            "colab_url"
-        )
-        else "<p>Once the book's repository is published, this page also gets buttons to "
-        "open it in Colab or Binder.</p>"
+    zip_link = link(pathto(f"{DOWNLOADS}/{zip_name}", 1), zip_name)
+    published = app.config.html_theme_options.get("launch_buttons", {}).get(
+        "colab_url"
     )
+    launch = "" if published else f"<p>{words['launch']}</p>"
+    steps = [
+        words["step1"].format(
+            wheel=link(pathto(f"{DOWNLOADS}/{wheel}", 1), wheel),
+            install=code(f'pip install "{wheel}[{extras}]"'),
+        ),
+        words["step2"].format(
+            notebook=link(notebook_href, notebook), zip=zip_link
+        ),
+        words["step3"].format(
+            jupyter=code("pip install jupyterlab"),
+            open=code(f"jupyter lab {notebook}"),
+        ),
+    ]
+    items = "".join(f"<li>{step}</li>" for step in steps)
     return (
         '<div class="admonition tip run-yourself" id="run-this-chapter-yourself">'
-        '<p class="admonition-title">Run this chapter yourself</p>'
-        "<p>You need Python 3.10 or newer; nothing else from this book's repository.</p>"
-        "<ol>"
-        f"<li>Download the package, {link(pathto(f'{DOWNLOADS}/{wheel}', 1), wheel)}, "
-        f"and install it with the extras this chapter uses: "
-        f"{install}</li>"
-        f"<li>Download this chapter's notebook, "
-        f"{link(notebook_href, notebook)} (or every chapter: "
-        f"{link(pathto(f'{DOWNLOADS}/{zip_name}', 1), zip_name)}).</li>"
-        f"<li>Open it in Jupyter ({code('pip install jupyterlab')}, then "
-        f"{open_it}) and run the cells in order: the package "
-        "holds what the earlier chapters built.</li>"
-        "</ol>"
-        f"{launch}"
-        "</div>"
+        f'<p class="admonition-title">{words["title"]}</p>'
+        f"<p>{words['needs']}</p><ol>{items}</ol>{launch}</div>"
     )
 
 
@@ -259,6 +294,8 @@ def setup(app: Sphinx) -> dict:
     # "env": a new version re-reads every page, so none names the old wheel
     app.add_config_value("book_wheel", "", "env")
     app.add_config_value("book_version", "", "env")
+    # where the package is, relative to the book's sources ("" for the English book)
+    app.add_config_value("book_project", "", "env")
     app.add_directive("book-downloads", BookDownloads)
     app.connect("config-inited", prepare)
     app.connect("html-page-context", insert_boxes)
