@@ -400,7 +400,8 @@ def exercise(
 
 
 def solution(name: str) -> Callable:
-    """Register the decorated function as the reference solution of ``name``."""
+    """Register the decorated function as the reference solution of
+    ``name``."""
 
     def register(solve: Callable[[], Any]) -> Callable:
         if name not in EXERCISES:
@@ -421,7 +422,8 @@ def check(name: str, answer: Any) -> Verdict:
     try:
         hint = EXERCISES[name].grade(answer)
     except Exception as error:  # a wrong type or shape is a wrong answer
-        hint = f"Your answer could not be graded: {type(error).__name__}: {error}"
+        kind = type(error).__name__
+        hint = f"Your answer could not be graded: {kind}: {error}"
     return Verdict(name, hint is None, hint or "Well done.")
 
 
