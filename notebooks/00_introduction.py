@@ -473,3 +473,61 @@ def _solve_steps() -> tuple[int, int]:
 
 # %%
 check("ch0.steps", EXERCISES["ch0.steps"].solve())
+
+# %% [markdown]
+# **Exercise 0.2** (`"ch0.crossover"`). Table 1 puts a self-attention layer at $O(n^2 \cdot d)$ multiply-adds and a
+# recurrent layer at $O(n \cdot d^2)$. Take those counts as exact, $n^2 d$ and $n d^2$, at the base model's width
+# $d = 512$. For sentences of how many tokens $n$ does self-attention do the same arithmetic as the recurrent layer
+# (shorter ones make it cheaper, longer ones dearer)? Answer with an integer. (Section 2 above counts the whole
+# attention layer, projections included: $2 + n/d$ times the RNN at every length. The exercise is about Table 1's
+# core terms only.)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@exercise(
+    "ch0.crossover",
+    "sentence length at which n^2 d equals n d^2, for d = 512",
+    wrong=[(22.6, "square root"), (262144, "cancel"), (1, "one n")],
+)
+def _grade_crossover(answer: Any) -> str | None:
+    n = float(answer)
+    if abs(n - 512) < 0.5:
+        return None
+    if abs(n - 512**0.5) < 1:
+        return (
+            "Not the square root: n^2 d = n d^2 is n = d once one n and one "
+            "d cancel from both sides."
+        )
+    if abs(n - 512**2) < 1:
+        return (
+            "Cancel one n and one d from n^2 d = n d^2: what is left is "
+            "n = d, not n = d^2."
+        )
+    if n <= 1:
+        return (
+            "Dividing both sides by n (one n, not both) leaves n d = d^2: "
+            "n = d, a whole sentence, not one token."
+        )
+    return (
+        f"At n = {n:g}, n^2 d is {n / 512:.3g} times n d^2. They are equal "
+        "where n / d = 1."
+    )
+
+
+# %%
+answer = ...  # the length n, an int
+check("ch0.crossover", answer)
+
+
+# %% tags=["export:exercises", "hide-input"]
+@solution("ch0.crossover")
+def _solve_crossover() -> int:
+    d = 512
+    # n^2 d = n d^2  <=>  n = d (divide both sides by n d): attention's core
+    # is cheaper than a recurrent layer for every sentence shorter than d,
+    # and sentences are usually shorter than d (the paper, §4)
+    return next(n for n in range(1, 10 * d) if n * n * d >= n * d * d)
+
+
+# %%
+check("ch0.crossover", EXERCISES["ch0.crossover"].solve())

@@ -111,6 +111,45 @@ def _solve_steps() -> tuple[int, int]:
 
 
 @exercise(
+    "ch0.crossover",
+    "sentence length at which n^2 d equals n d^2, for d = 512",
+    wrong=[(22.6, "square root"), (262144, "cancel"), (1, "one n")],
+)
+def _grade_crossover(answer: Any) -> str | None:
+    n = float(answer)
+    if abs(n - 512) < 0.5:
+        return None
+    if abs(n - 512**0.5) < 1:
+        return (
+            "Not the square root: n^2 d = n d^2 is n = d once one n and one "
+            "d cancel from both sides."
+        )
+    if abs(n - 512**2) < 1:
+        return (
+            "Cancel one n and one d from n^2 d = n d^2: what is left is "
+            "n = d, not n = d^2."
+        )
+    if n <= 1:
+        return (
+            "Dividing both sides by n (one n, not both) leaves n d = d^2: "
+            "n = d, a whole sentence, not one token."
+        )
+    return (
+        f"At n = {n:g}, n^2 d is {n / 512:.3g} times n d^2. They are equal "
+        "where n / d = 1."
+    )
+
+
+@solution("ch0.crossover")
+def _solve_crossover() -> int:
+    d = 512
+    # n^2 d = n d^2  <=>  n = d (divide both sides by n d): attention's core
+    # is cheaper than a recurrent layer for every sentence shorter than d,
+    # and sentences are usually shorter than d (the paper, §4)
+    return next(n for n in range(1, 10 * d) if n * n * d >= n * d * d)
+
+
+@exercise(
     "ch1.puppy",
     "a 4-feature vector for 'puppy': kitten most relevant, then cat",
     wrong=[
