@@ -219,11 +219,13 @@ from transformer_lite import (
     Transformer,
     TransformerConfig,
     causal_mask,
+    make_model,
     noam_lambda,
     padding_mask,
     scaled_dot_product_attention,
     smoothed_target_entropy,
 )
+from transformer_lite.data import PAD
 from transformer_lite.helpers import seeded_randint, seeded_randn
 
 # Everything here runs on the CPU, even where get_device() would find a GPU:
@@ -806,7 +808,254 @@ for name, schedule in schedules.items():
 # %% [markdown]
 # One step in 100,000 does not change a trained model; what matters is knowing which step a printed rate belongs to,
 # and that Hugging Face's first update is spent with a rate of 0.
+
+# %% [markdown]
+# (names-convert)=
+# ## A whole model, converted both ways
 #
+# The dictionaries above, completed, are a converter. `to_marian(model)` builds the Hugging Face `MarianMTModel`
+# with this book's sizes and copies every weight into it; `from_marian(marian)` goes the other way, for any Marian
+# model this book's code can express. (Not yet the published opus-mt translation models: they use the swish
+# activation, which this book's feed-forward layer does not have, and `from_marian` says so. Nothing on this page
+# downloads anything.) Three things need care:
+#
+# - **positions**: Marian stores its table as weights, in its own feature order. `to_marian` writes this book's
+#   table into them; `from_marian` copies Marian's table into the model's buffer, so a converted model adds the
+#   same numbers to the same features;
+# - **the output bias**: this book's generator has a bias; Marian's is a buffer, `final_logits_bias`;
+# - **what Marian cannot be**: pre-norm (`norm_first=True`), another LayerNorm epsilon; and what this book cannot
+#   be: GELU, unscaled embeddings, stacks of different sizes. Each is refused with an error that names it.
+
+
+# %% tags=["export:marian", "hide-input"]
+from transformer_lite.decoder import Transformer, TransformerConfig
+
+# this book's config field: Marian's (one per stack where Marian has two)
+MARIAN_CONFIG = {
+    "d_model": ("d_model",),
+    "n_heads": ("encoder_attention_heads", "decoder_attention_heads"),
+    "d_ff": ("encoder_ffn_dim", "decoder_ffn_dim"),
+    "n_layers": ("encoder_layers", "decoder_layers"),
+    "dropout": ("dropout", "attention_dropout", "activation_dropout"),
+    "max_len": ("max_position_embeddings",),
+    "pad_id": ("pad_token_id",),
+    "tie_embeddings": ("tie_word_embeddings",),
+    "share_embeddings": ("share_encoder_decoder_embeddings",),
+}
+_ATTENTION = {"w_q": "q_proj", "w_k": "k_proj", "w_v": "v_proj"}
+_ATTENTION["w_o"] = "out_proj"
+_LAYERS = {  # a layer's modules: this book's name, Marian's
+    "encoder": {
+        **{f"self_attn.{a}": f"self_attn.{b}" for a, b in _ATTENTION.items()},
+        "ff.w_1": "fc1",
+        "ff.w_2": "fc2",
+        "norm1": "self_attn_layer_norm",
+        "norm2": "final_layer_norm",
+    },
+    "decoder": {
+        **{f"self_attn.{a}": f"self_attn.{b}" for a, b in _ATTENTION.items()},
+        **{
+            f"cross_attn.{a}": f"encoder_attn.{b}"
+            for a, b in _ATTENTION.items()
+        },
+        "ff.w_1": "fc1",
+        "ff.w_2": "fc2",
+        "norm1": "self_attn_layer_norm",
+        "norm2": "encoder_attn_layer_norm",
+        "norm3": "final_layer_norm",
+    },
+}
+
+
+def _transformers():
+    """Hugging Face's transformers, or an ImportError that says so."""
+    try:
+        import transformers
+    except ImportError:
+        raise ImportError(
+            "the Marian converter needs Hugging Face's transformers: "
+            "pip install transformers"
+        ) from None
+    return transformers
+
+
+def _weight_names(n_layers: int) -> dict[str, str]:
+    """This book's name of every weight: Marian's name of it."""
+    names = {
+        "src_embed.table.weight": "model.encoder.embed_tokens.weight",
+        "tgt_embed.table.weight": "model.decoder.embed_tokens.weight",
+        "generator.weight": "lm_head.weight",
+    }
+    for stack, layer in _LAYERS.items():
+        for i in range(n_layers):
+            for ours, theirs in layer.items():
+                for p in ("weight", "bias"):
+                    key = f"layers.{i}.{ours}.{p}"
+                    names[f"{stack}.{key}"] = (
+                        f"model.{stack}.layers.{i}.{theirs}.{p}"
+                    )
+    return names
+
+
+# %% tags=["export:marian", "hide-input"]
+def marian_config(model: Transformer):
+    """The ``MarianConfig`` of a Marian model with ``model``'s sizes: ReLU,
+    embeddings scaled by sqrt(d_model), post-norm. Special tokens: this
+    book's (<pad> 0, <s> 1, </s> 2; the decoder starts with <s>)."""
+    c = model.config
+    if c.norm_first:
+        raise ValueError(
+            "Marian is post-norm only: a model with norm_first=True has no "
+            "Marian equivalent"
+        )
+    if c.eps != 1e-5:
+        raise ValueError(
+            f"Marian's LayerNorm eps is 1e-5; this model's is {c.eps}"
+        )
+    sizes = {m: getattr(c, f) for f, ms in MARIAN_CONFIG.items() for m in ms}
+    return _transformers().MarianConfig(
+        **sizes,
+        vocab_size=model.src_embed.table.num_embeddings,
+        decoder_vocab_size=model.tgt_embed.table.num_embeddings,
+        activation_function="relu",  # Marian's default is GELU
+        scale_embedding=True,  # Marian's default leaves them unscaled
+        **{"bos_token_id": 1, "decoder_start_token_id": 1},
+        **{"eos_token_id": 2, "forced_eos_token_id": 2},
+    )
+
+
+def to_marian(model: Transformer):
+    """A Hugging Face ``MarianMTModel`` that computes what ``model`` does:
+    its sizes, its weights copied, and this book's positional table."""
+    marian = _transformers().MarianMTModel(marian_config(model))
+    ours = model.state_dict()
+    n_layers = model.config.n_layers
+    weights = {m: ours[o] for o, m in _weight_names(n_layers).items()}
+    if model.config.share_embeddings:
+        weights["model.shared.weight"] = ours["src_embed.table.weight"]
+    weights["final_logits_bias"] = ours["generator.bias"][None]
+    for stack in ("encoder", "decoder"):  # this book's order of features
+        weights[f"model.{stack}.embed_positions.weight"] = model.pos.table
+    marian.load_state_dict(weights)  # strict: no weight left out
+    return marian.train(model.training)
+
+
+# %% tags=["export:marian", "hide-input"]
+def from_marian(marian) -> Transformer:
+    """This book's ``Transformer`` computing what the ``MarianMTModel``
+    ``marian`` does, with its weights and its positional table."""
+    m = marian.config
+    problems = []
+    if m.activation_function != "relu":
+        problems.append(f"activation_function={m.activation_function!r}")
+    if not m.scale_embedding:
+        problems.append("scale_embedding=False")
+    for field, names in MARIAN_CONFIG.items():
+        values = {getattr(m, name) for name in names}
+        if len(values) > 1 and field != "dropout":
+            problems.append(f"{' and '.join(names)} differ")
+    if problems:
+        raise ValueError(
+            "this book's Transformer is ReLU, scales its embeddings and has "
+            f"stacks of one size; this Marian has {', '.join(problems)}"
+        )
+    config = TransformerConfig(
+        **{f: getattr(m, names[0]) for f, names in MARIAN_CONFIG.items()}
+    )
+    src_vocab = m.vocab_size
+    tgt_vocab = m.decoder_vocab_size or src_vocab
+    model = Transformer(src_vocab, tgt_vocab, config)
+    theirs = marian.state_dict()
+    weights = {
+        o: theirs[t] for o, t in _weight_names(m.encoder_layers).items()
+    }
+    weights["generator.bias"] = theirs["final_logits_bias"][0]
+    model.load_state_dict(weights)  # strict: no weight left out
+    table = theirs["model.encoder.embed_positions.weight"]  # (max_len, D)
+    model.pos.table = table.detach().clone().to(model.pos.table.dtype)
+    return model.train(marian.training)
+
+
+# %% [markdown]
+# Three models, with separate, tied, and tied and shared embeddings, go to Marian and come back. Marian's logits
+# must be this book's (on the CPU that built this page they are equal to the last bit), and the round trip must
+# return every weight unchanged. The generator's bias is set to random numbers first, so that it is checked too.
+
+# %%
+src = seeded_randint(3, 16, 2, 7, seed=2)  # (B, S), a padded row
+src[1, 5:] = PAD
+tgt = seeded_randint(3, 16, 2, 5, seed=3)  # (B, T)
+tgt[1, 4:] = PAD
+real = tgt != PAD
+for tie, share in [(False, False), (True, False), (True, True)]:
+    torch.manual_seed(0)
+    sizes = {"d_model": 16, "n_heads": 4, "d_ff": 32, "n_layers": 2}
+    embeddings = {"tie_embeddings": tie, "share_embeddings": share}
+    model = make_model(20, 20 if share else 16, **sizes, **embeddings)
+    model.eval()
+    with torch.no_grad():
+        model.generator.bias.normal_()
+    converted = to_marian(model).eval()
+    with torch.no_grad():
+        ours_logits = model(src, tgt)
+        marian_logits = converted(
+            input_ids=src,
+            attention_mask=(src != PAD).long(),
+            decoder_input_ids=tgt,
+            decoder_attention_mask=real.long(),
+        ).logits
+    gap = (ours_logits - marian_logits)[real].abs().max().item()
+    back = from_marian(converted).state_dict()
+    same = all(torch.equal(back[k], v) for k, v in model.state_dict().items())
+    print(f"tie={tie!s:5} share={share!s:5}: logits within 1e-6:", gap < 1e-6)
+    assert gap < 1e-6 and same
+print("back from Marian: every weight equal")
+
+# %% [markdown]
+# A Marian model made by Hugging Face, not by `to_marian`, keeps its own positional table. `from_marian` copies
+# that table too, so the converted model matches it. The control: the same weights with this book's own table give
+# other logits.
+
+# %%
+their_model = MarianMTModel(MarianConfig(**marian_settings)).eval()
+converted = from_marian(their_model).eval()
+with torch.no_grad():
+    theirs = their_model(
+        input_ids=src,
+        attention_mask=(src != PAD).long(),
+        decoder_input_ids=tgt,
+        decoder_attention_mask=real.long(),
+    ).logits[real]
+    gap = (converted(src, tgt)[real] - theirs).abs().max()
+    converted.pos.table = PositionalEncoding(16, max_len=64).table
+    control = (converted(src, tgt)[real] - theirs).abs().max()
+print(f"Marian's table copied: within 1e-5: {gap.item() < 1e-5}")
+print(
+    f"this book's table instead: off by more than 0.1: {control.item() > 0.1}"
+)
+assert gap < 1e-5 and control > 0.1
+
+# %% [markdown]
+# And what cannot be converted is refused, with the reason:
+
+# %%
+gelu_model = MarianMTModel(MarianConfig(**gelu_settings))
+unscaled_settings = {**marian_settings, "scale_embedding": False}
+unscaled = MarianMTModel(MarianConfig(**unscaled_settings))
+pre_norm = make_model(20, 20, **sizes, norm_first=True)
+for convert, model in [
+    (from_marian, gelu_model),
+    (from_marian, unscaled),
+    (to_marian, pre_norm),
+]:
+    try:
+        convert(model)
+    except ValueError as error:
+        print(f"{convert.__name__}: {error}")
+    else:
+        raise AssertionError("converted what cannot be")
+
+# %% [markdown]
 # ## What this page proved
 #
 # | mapping | the check | the control that fails |
@@ -818,3 +1067,4 @@ for name, schedule in schedules.items():
 # | positional encodings, LayerNorm, stacks | Marian's table reordered; the factor $\sqrt{(D-1)/D}$ | the table unordered; the biased deviation; fresh layers |
 # | `F.cross_entropy(label_smoothing=)` ↔ `LabelSmoothing` | KL form + $H(q)$ = cross-entropy, equal gradients | the Annotated Transformer's own $q$ |
 # | `noam_lambda` ↔ `rate` ↔ `get_inverse_sqrt_schedule` | equal to the paper's formula, each at its own step | the same call, one step apart |
+# | `to_marian` ↔ `from_marian` | a whole model both ways: equal logits, every weight back | this book's positional table in a Hugging Face Marian |

@@ -47,7 +47,7 @@ NOTEBOOK_NAME = re.compile(r"^\d\d_(?P<module>[a-z][a-z0-9_]*)\.ipynb$")
 EXPORT_TAG = re.compile(r"^export(?::(?P<module>[a-z][a-z0-9_]*))?$")
 # modules whose names are not re-exported by `import transformer_lite`: what a
 # practitioner builds with is at the top level; the rest is imported from its module
-NOT_TOP_LEVEL = {"helpers", "data", "cli", "exercises", "figure"}
+NOT_TOP_LEVEL = {"helpers", "data", "cli", "exercises", "figure", "marian"}
 MAX_CELL_LINES = 60
 # tags under which Jupyter Book folds or hides a cell's code
 FOLDED = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
