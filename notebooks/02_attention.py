@@ -647,6 +647,7 @@ print(f"the nearest key's label is right for {best.mean():.1%} of 2000")
 # softmax, as in section 3. Before any training, here is how peaked each
 # softmax is on the 2,000 test queries:
 
+
 # %%
 def retrieve(
     model: Scorer, s: Tensor, h: Tensor, labels: Tensor, target: Tensor
@@ -685,6 +686,7 @@ assert at_init[256, "additive"] < 0.2
 # Now each of the six is trained from seed 0, on the same 600 batches of 64
 # examples, with Adam at learning rate 0.003. The runs are small and use the
 # CPU, whatever `device` is, on one thread, so every run repeats exactly.
+
 
 # %%
 def train(

@@ -1813,8 +1813,8 @@ assert max(peaks["month"]) < min(peaks["year"] + peaks["day"])
 # (ch7-gallery)=
 # ## Every head of every layer, in five languages
 #
-# The maps above average the heads of the last layer. Chapter 4 promised more: that each head of a trained model
-# learns a pattern of its own. Here is every map the model computes (encoder self-attention, masked decoder
+# The maps above average the heads of the last layer. Chapter 4 left a question open: whether training makes each
+# head's pattern readable. Here is every map the model computes (encoder self-attention, masked decoder
 # self-attention and cross-attention; 2 layers each, 4 heads per layer) for one date written in English, French,
 # German, Chinese and Japanese. `attention_maps` collects all three kinds with hooks, and `plot_attention_grid`
 # draws one figure per kind and layer: a row per language, a column per head, with the source's own characters
@@ -1881,7 +1881,8 @@ def plot_attention_grid(
     are (n_columns, Lq, Lk), e.g. one layer's heads for one sentence.
 
     Tick labels are drawn in the first font that has all their characters
-    (``font_covering``); a character no installed font has is drawn as
+    (``font_covering``); when none has them all, a character the fallback
+    font, DejaVu Sans, lacks is drawn as
     "?", so no missing-glyph warning is ever raised. Returns the figure.
     """
     import matplotlib.pyplot as plt
@@ -2072,9 +2073,11 @@ for field in ("year", "day"):  # the last layer's best head aligns each field
 #   month's on the month, at under one bit. In the Chinese and Japanese rows it walks along 2026年11月27日 in
 #   order; in English it jumps to the year at the end, then back to the month name and the day. In layer 2 all
 #   four heads align (year 0.79–1.00, day 1.00). Heads 2 and 3 of layer 1 are the broad ones (3.1 and 2.1 bits).
-# - **The decoder's self-attention is the sharpest** (0.5 bits on average, against 1.9 untrained). Much of its
-#   weight goes to `<s>` (0.48 and 0.59 in heads 1 and 3 of layer 1), and head 1 of layer 2 is a previous-token
-#   head: half its weight on the position just before, at 0.0 bits.
+# - **The decoder's self-attention is the sharpest** (0.5 bits on average, against 1.9 untrained; the causal mask
+#   leaves its rows fewer keys, so compare each kind with its own untrained control). Much of its weight goes to
+#   `<s>` (0.48 and 0.59 in heads 1 and 3 of layer 1). Head 1 of layer 2 is one-hot (0.0 bits) without being a
+#   previous-token head: its year rows all read `<s>`, and only half its weight falls on the position just before;
+#   the rest goes to `<s>` or a `-` separator.
 # - **The encoder's heads are the least sharp** (2.0–3.1 bits, against 3.4–4.1 untrained), and none is a
 #   positional head: none puts more than 0.22 of its weight on the character itself, or 0.16 on the one before.
 #   They spread over a few characters each; the pictures suggest they gather within a word or a field, which
@@ -2386,7 +2389,7 @@ print(run("train", "--task", "dates", "--steps", "0", "--out", "x.pt"))
 #
 # Label smoothing is a switch: `TrainConfig(label_smoothing=0.0)` turns it off. Before you train with it off, say
 # what that changes about the floor under the loss curve. What is the lowest loss the date model (a vocabulary of
-# $V = 92$ tokens) can reach with $\epsilon = 0.1$, and with $\epsilon = 0$? Work it out from the smoothed target
+# $V = 92$ tokens) can reach, or approach, with $\epsilon = 0.1$, and with $\epsilon = 0$? Work it out from the smoothed target
 # of {ref}`ch7-loss-floor` (no training needed; `math.log` is enough), and answer with a pair of floats,
 # `(floor_at_0_1, floor_at_0)`, within 0.005. Check it with `"ch7.floor"`.
 

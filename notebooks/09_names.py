@@ -943,7 +943,9 @@ def to_marian(model: Transformer):
 # %% tags=["export:marian", "hide-input"]
 def from_marian(marian) -> Transformer:
     """This book's ``Transformer`` computing what the ``MarianMTModel``
-    ``marian`` does, with its weights and its positional table."""
+    ``marian`` does in eval mode, with its weights and its positional table.
+    This book has one dropout rate where Marian has three: the model takes
+    Marian's ``dropout``, so in training mode the two can differ."""
     m = marian.config
     problems = []
     if m.activation_function != "relu":
@@ -978,7 +980,7 @@ def from_marian(marian) -> Transformer:
 
 # %% [markdown]
 # Three models, with separate, tied, and tied and shared embeddings, go to Marian and come back. Marian's logits
-# must be this book's (on the CPU that built this page they are equal to the last bit), and the round trip must
+# must be this book's (within $10^{-6}$ here; on the CPU, `tests/test_marian.py` checks every bit), and the round trip must
 # return every weight unchanged. The generator's bias is set to random numbers first, so that it is checked too.
 
 # %%

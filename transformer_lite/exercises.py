@@ -1015,8 +1015,9 @@ def _grade_layernorm(answer: Any) -> str | None:
         "batch": (
             "You normalise each (position, feature) across the batch: the "
             "mean over dimension 0 averages one feature over the sentences "
-            "of the batch. That is the batch norm reading, 'batch norm by "
-            "layer', and it makes a sentence's output depend on its "
+            "of the batch. That is close to BatchNorm's reading (which "
+            "averages over the positions too), and it makes a sentence's "
+            "output depend on its "
             "neighbours. LayerNorm takes one (sentence, position) at a time "
             "and averages over its D features, the last dimension."
         ),

@@ -204,7 +204,8 @@ def plot_attention_grid(
     are (n_columns, Lq, Lk), e.g. one layer's heads for one sentence.
 
     Tick labels are drawn in the first font that has all their characters
-    (``font_covering``); a character no installed font has is drawn as
+    (``font_covering``); when none has them all, a character the fallback
+    font, DejaVu Sans, lacks is drawn as
     "?", so no missing-glyph warning is ever raised. Returns the figure.
     """
     import matplotlib.pyplot as plt

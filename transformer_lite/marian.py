@@ -113,7 +113,9 @@ def to_marian(model: Transformer):
 
 def from_marian(marian) -> Transformer:
     """This book's ``Transformer`` computing what the ``MarianMTModel``
-    ``marian`` does, with its weights and its positional table."""
+    ``marian`` does in eval mode, with its weights and its positional table.
+    This book has one dropout rate where Marian has three: the model takes
+    Marian's ``dropout``, so in training mode the two can differ."""
     m = marian.config
     problems = []
     if m.activation_function != "relu":
