@@ -242,27 +242,34 @@ from transformer_lite.helpers import seeded_randint, seeded_randn
 # the paper's values: ReLU, and embeddings scaled by $\sqrt{d_{model}}$. The Marian model built from it must then
 # have our sizes, which the cell reads back from its modules, not from the config.
 
+# %% tags=["export:marian"]
+# this book's config field: Marian's (one per stack where Marian has two)
+MARIAN_CONFIG = {
+    "d_model": ("d_model",),
+    "n_heads": ("encoder_attention_heads", "decoder_attention_heads"),
+    "d_ff": ("encoder_ffn_dim", "decoder_ffn_dim"),
+    "n_layers": ("encoder_layers", "decoder_layers"),
+    "dropout": ("dropout", "attention_dropout", "activation_dropout"),
+    "max_len": ("max_position_embeddings",),
+    "pad_id": ("pad_token_id",),
+    "tie_embeddings": ("tie_word_embeddings",),
+    "share_embeddings": ("share_encoder_decoder_embeddings",),
+}
+
 # %%
 ours = TransformerConfig(
     d_model=16, n_heads=4, d_ff=32, n_layers=2, dropout=0.0, max_len=64
 )
-TO_MARIAN = {  # this book's field: Marian's field(s)
-    "d_model": ["d_model"],
-    "n_heads": ["encoder_attention_heads", "decoder_attention_heads"],
-    "d_ff": ["encoder_ffn_dim", "decoder_ffn_dim"],
-    "n_layers": ["encoder_layers", "decoder_layers"],
-    "dropout": ["dropout", "attention_dropout", "activation_dropout"],
-    "max_len": ["max_position_embeddings"],
-    "pad_id": ["pad_token_id"],
-    "tie_embeddings": ["tie_word_embeddings"],
-    "share_embeddings": ["share_encoder_decoder_embeddings"],
-}
-assert set(TO_MARIAN) | {"norm_first", "eps"} == {
+assert set(MARIAN_CONFIG) | {"norm_first", "eps"} == {
     f.name for f in dataclasses.fields(TransformerConfig)
 }  # every field is mapped, but the two Marian cannot change
 vocab = 20
 marian_settings = {
-    **{m: getattr(ours, f) for f, names in TO_MARIAN.items() for m in names},
+    **{
+        m: getattr(ours, f)
+        for f, names in MARIAN_CONFIG.items()
+        for m in names
+    },
     "vocab_size": vocab,
     "activation_function": "relu",  # Marian's default is "gelu"
     "scale_embedding": True,  # Marian's default is False
@@ -332,24 +339,40 @@ assert default.decoder_start_token_id == default.pad_token_id
 # by the dictionary below gives the same outputs; `load_state_dict` (strict by default) would refuse a name left
 # out. The control is Marian's default activation, GELU: the same weights, other outputs.
 
-# %%
-LAYER_TO_MARIAN = {  # this book's EncoderLayer: Marian's encoder layer
-    "self_attn.w_q": "self_attn.q_proj",
-    "self_attn.w_k": "self_attn.k_proj",
-    "self_attn.w_v": "self_attn.v_proj",
-    "self_attn.w_o": "self_attn.out_proj",
-    "ff.w_1": "fc1",
-    "ff.w_2": "fc2",
-    "norm1": "self_attn_layer_norm",  # after attention (post-norm)
-    "norm2": "final_layer_norm",  # after the feed-forward network
+# %% tags=["export:marian"]
+_ATTENTION = {"w_q": "q_proj", "w_k": "k_proj", "w_v": "v_proj"}
+_ATTENTION["w_o"] = "out_proj"
+MARIAN_LAYERS = {  # a layer's modules: this book's name, Marian's
+    "encoder": {
+        **{f"self_attn.{a}": f"self_attn.{b}" for a, b in _ATTENTION.items()},
+        "ff.w_1": "fc1",
+        "ff.w_2": "fc2",
+        "norm1": "self_attn_layer_norm",
+        "norm2": "final_layer_norm",
+    },
+    "decoder": {
+        **{f"self_attn.{a}": f"self_attn.{b}" for a, b in _ATTENTION.items()},
+        **{
+            f"cross_attn.{a}": f"encoder_attn.{b}"
+            for a, b in _ATTENTION.items()
+        },
+        "ff.w_1": "fc1",
+        "ff.w_2": "fc2",
+        "norm1": "self_attn_layer_norm",
+        "norm2": "encoder_attn_layer_norm",
+        "norm3": "final_layer_norm",
+    },
 }
+
+
+# %%
 theirs = encoder_layers[0]
 weights = theirs.state_dict()
 layer = EncoderLayer(ours.d_model, ours.n_heads, ours.d_ff).eval()
 layer.load_state_dict(
     {
         f"{name}.{p}": weights[f"{marian_name}.{p}"]
-        for name, marian_name in LAYER_TO_MARIAN.items()
+        for name, marian_name in MARIAN_LAYERS["encoder"].items()
         for p in ("weight", "bias")
     }
 )
@@ -830,42 +853,6 @@ for name, schedule in schedules.items():
 # %% tags=["export:marian", "hide-input"]
 from transformer_lite.decoder import Transformer, TransformerConfig
 
-# this book's config field: Marian's (one per stack where Marian has two)
-MARIAN_CONFIG = {
-    "d_model": ("d_model",),
-    "n_heads": ("encoder_attention_heads", "decoder_attention_heads"),
-    "d_ff": ("encoder_ffn_dim", "decoder_ffn_dim"),
-    "n_layers": ("encoder_layers", "decoder_layers"),
-    "dropout": ("dropout", "attention_dropout", "activation_dropout"),
-    "max_len": ("max_position_embeddings",),
-    "pad_id": ("pad_token_id",),
-    "tie_embeddings": ("tie_word_embeddings",),
-    "share_embeddings": ("share_encoder_decoder_embeddings",),
-}
-_ATTENTION = {"w_q": "q_proj", "w_k": "k_proj", "w_v": "v_proj"}
-_ATTENTION["w_o"] = "out_proj"
-_LAYERS = {  # a layer's modules: this book's name, Marian's
-    "encoder": {
-        **{f"self_attn.{a}": f"self_attn.{b}" for a, b in _ATTENTION.items()},
-        "ff.w_1": "fc1",
-        "ff.w_2": "fc2",
-        "norm1": "self_attn_layer_norm",
-        "norm2": "final_layer_norm",
-    },
-    "decoder": {
-        **{f"self_attn.{a}": f"self_attn.{b}" for a, b in _ATTENTION.items()},
-        **{
-            f"cross_attn.{a}": f"encoder_attn.{b}"
-            for a, b in _ATTENTION.items()
-        },
-        "ff.w_1": "fc1",
-        "ff.w_2": "fc2",
-        "norm1": "self_attn_layer_norm",
-        "norm2": "encoder_attn_layer_norm",
-        "norm3": "final_layer_norm",
-    },
-}
-
 
 def _transformers():
     """Hugging Face's transformers, or an ImportError that says so."""
@@ -886,7 +873,7 @@ def _weight_names(n_layers: int) -> dict[str, str]:
         "tgt_embed.table.weight": "model.decoder.embed_tokens.weight",
         "generator.weight": "lm_head.weight",
     }
-    for stack, layer in _LAYERS.items():
+    for stack, layer in MARIAN_LAYERS.items():
         for i in range(n_layers):
             for ours, theirs in layer.items():
                 for p in ("weight", "bias"):

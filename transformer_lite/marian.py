@@ -14,9 +14,11 @@ MARIAN_CONFIG = {
     "tie_embeddings": ("tie_word_embeddings",),
     "share_embeddings": ("share_encoder_decoder_embeddings",),
 }
+
+
 _ATTENTION = {"w_q": "q_proj", "w_k": "k_proj", "w_v": "v_proj"}
 _ATTENTION["w_o"] = "out_proj"
-_LAYERS = {  # a layer's modules: this book's name, Marian's
+MARIAN_LAYERS = {  # a layer's modules: this book's name, Marian's
     "encoder": {
         **{f"self_attn.{a}": f"self_attn.{b}" for a, b in _ATTENTION.items()},
         "ff.w_1": "fc1",
@@ -58,7 +60,7 @@ def _weight_names(n_layers: int) -> dict[str, str]:
         "tgt_embed.table.weight": "model.decoder.embed_tokens.weight",
         "generator.weight": "lm_head.weight",
     }
-    for stack, layer in _LAYERS.items():
+    for stack, layer in MARIAN_LAYERS.items():
         for i in range(n_layers):
             for ours, theirs in layer.items():
                 for p in ("weight", "bias"):
@@ -150,6 +152,7 @@ def from_marian(marian) -> Transformer:
 
 __all__ = [
     "MARIAN_CONFIG",
+    "MARIAN_LAYERS",
     "marian_config",
     "to_marian",
     "from_marian",
