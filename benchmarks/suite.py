@@ -360,7 +360,42 @@ def _step_flops(
     return counter.get_total_flops()
 
 
-def training(settings: Settings, ceiling_gflops: float | None) -> dict:
+CEILING_N = 1024  # the matrix product timed in turns with the training steps
+
+
+def _time_steps(
+    steps: dict[str, Callable[[], None]],
+    flops: int,
+    tokens: int,
+    settings: Settings,
+) -> tuple[dict, float]:
+    """Time training steps in turns together with an n x n matrix product, the ceiling:
+    a slow moment of the machine falls on the steps and on the ceiling alike, so the share
+    of the ceiling is a ratio measured in one run, like every other. Returns each side's
+    record and the ceiling in GFLOP/s."""
+    n = 512 if settings.quick else CEILING_N
+    dtype = torch.bfloat16 if settings.bf16 else torch.float32
+    a = _randn(n, n, seed=1, settings=settings).to(dtype)
+    b = _randn(n, n, seed=2, settings=settings).to(dtype)
+    *timings, reference = time_in_turns(
+        *steps.values(), lambda: a @ b, repeats=settings.repeats, warmup=2
+    )
+    ceiling = 2 * n**3 / reference.median / 1e9
+    sides = {}
+    for side, timing in zip(steps, timings, strict=True):
+        gflops = flops / timing.median / 1e9
+        sides[side] = {
+            "seconds": timing.as_dict(),
+            "tokens_per_s": tokens / timing.median,
+            "gflops": gflops,
+            "ceiling_share": gflops / ceiling,
+        }
+        if settings.device.type == "cpu":  # where one step's time goes
+            sides[side]["profile_ms"] = breakdown_ms(steps[side])
+    return sides, ceiling
+
+
+def training(settings: Settings) -> dict:
     """One training step (forward, label-smoothed loss, backward, Adam), dropout 0.1:
     transformer_lite's model against nn.Transformer of the same sizes."""
     results = []
@@ -382,38 +417,26 @@ def training(settings: Settings, ceiling_gflops: float | None) -> dict:
             "ours": _training_step(ours, src, tgt_in, tgt_out, settings),
             "torch": _training_step(theirs, src, tgt_in, tgt_out, settings),
         }
-        ours_t, theirs_t = time_in_turns(
-            *steps.values(), repeats=settings.repeats, warmup=2
+        sides, ceiling = _time_steps(
+            steps, flops, c["batch"] * c["length"], settings
         )
-        tokens = c["batch"] * c["length"]
         record = {
             "config": name,
             "sizes": c,
             "dropout": DROPOUT,
             "flops_per_step": flops,
+            "ceiling_gflops": ceiling,
+            **sides,
         }
-        for side, timing in [("ours", ours_t), ("torch", theirs_t)]:
-            gflops = flops / timing.median / 1e9
-            record[side] = {
-                "seconds": timing.as_dict(),
-                "tokens_per_s": tokens / timing.median,
-                "gflops": gflops,
-                "ceiling_share": gflops / ceiling_gflops
-                if ceiling_gflops
-                else None,
-            }
-            if settings.device.type == "cpu":  # where one step's time goes
-                record[side]["profile_ms"] = breakdown_ms(steps[side])
-        record["speedup"] = theirs_t.median / ours_t.median
-        share = (
-            f" ({record['ours']['ceiling_share']:.0%} vs "
-            f"{record['torch']['ceiling_share']:.0%} of the matmul ceiling)"
-            if ceiling_gflops
-            else ""
+        record["speedup"] = (
+            sides["torch"]["seconds"]["median"]
+            / sides["ours"]["seconds"]["median"]
         )
         print(
             f"  {name:>5}  ours {record['ours']['tokens_per_s']:8.0f} tok/s, nn.Transformer "
-            f"{record['torch']['tokens_per_s']:8.0f} tok/s: {record['speedup']:.2f}x{share}"
+            f"{record['torch']['tokens_per_s']:8.0f} tok/s: {record['speedup']:.2f}x "
+            f"({record['ours']['ceiling_share']:.0%} vs {record['torch']['ceiling_share']:.0%} "
+            f"of a {CEILING_N}² matmul's {ceiling:.0f} GFLOP/s, timed in turns)"
         )
         results.append(record)
     return {"rows": results}
@@ -440,80 +463,357 @@ def count_ops(fn: Callable[[], object]) -> int:
     return counter.count
 
 
-def decoding(settings: Settings) -> dict:
-    """Greedy decoding of 64 tokens with the key/value cache against recomputing the whole
-    prefix at every step (chapter 6), small model; the tokens must be the same."""
-    new_tokens = 64
+# the peer a practitioner would pick instead: Hugging Face's MarianMTModel, the paper's
+# post-norm architecture, built from a config with the same sizes and given the same weights
+PEER_CONFIGS = {
+    "small": dict(d_model=256, n_heads=4, n_layers=3, d_ff=1024),
+    "base": dict(d_model=512, n_heads=8, n_layers=6, d_ff=2048),
+}
+PEER_VOCAB, SOURCE_LENGTH, NEW_TOKENS = 8000, 32, 64
+START, END = 1, 2  # the book's <s> and </s>; PAD is 0
+
+
+def peer_models(name: str, dropout: float, settings: Settings):
+    """transformer_lite's model of a PEER_CONFIGS size (seeded) and the MarianMTModel
+    computing the same function, with its weights copied (transformer_lite.marian)."""
+    from transformers.utils import logging
+
+    from transformer_lite.marian import to_marian
+
+    logging.set_verbosity_error()  # no generation-config advice in the output
+    torch.manual_seed(0)
+    ours = tl.make_model(
+        PEER_VOCAB,
+        PEER_VOCAB,
+        **PEER_CONFIGS[name],
+        dropout=dropout,
+        pad_id=PAD,
+        max_len=1024,
+    )
+    marian = to_marian(ours)
+    return ours.to(settings.device), marian.to(settings.device)
+
+
+def stream_gbps(settings: Settings) -> float:
+    """How fast this machine's memory feeds a matrix-vector product: one row times a
+    128 MiB matrix (4x a large last-level cache), both ways round, the faster one."""
+    rows = 2**13  # x (1, 4096) @ (4096, 8192) and the (8192, 4096).T layout
+    best = 0.0
+    for transposed in (False, True):
+        w = _randn(4096, rows, seed=3, settings=settings)
+        if transposed:
+            w = w.t().contiguous().t()
+        x = _randn(1, 4096, seed=4, settings=settings)
+        (timing,) = time_in_turns(
+            lambda w=w, x=x: x @ w, repeats=settings.repeats
+        )
+        best = max(best, w.numel() * 4 / timing.median / 1e9)
+        del w
+    return best
+
+
+def layouts(settings: Settings) -> list[dict]:
+    """GB/s of one row times each matrix shape of the base decoder, stored as nn.Linear
+    stores it, (out, in), and transposed, (in, out): 48 different matrices in turn, more
+    than the last-level cache holds, so every product reads its weights from memory."""
     rows = []
+    shapes = [
+        (512, 512),
+        (512, 1536),
+        (512, 2048),
+        (2048, 512),
+        (512, PEER_VOCAB),
+    ]
+    for d_in, d_out in [(512, 64)] if settings.quick else shapes:
+        x = _randn(1, d_in, seed=5, settings=settings)
+        row = {"in": d_in, "out": d_out}
+        for layout in ("out_in", "in_out"):
+            count = 8 if settings.quick else 48
+            ws = [
+                _randn(d_out, d_in, seed=s, settings=settings)
+                for s in range(count)
+            ]
+            if layout == "in_out":
+                ws = [w.t().contiguous() for w in ws]
+
+            def run(ws=ws, layout=layout, x=x):
+                for w in ws:
+                    x @ (w if layout == "in_out" else w.t())
+
+            (timing,) = time_in_turns(run, repeats=settings.repeats)
+            row[layout] = d_in * d_out * 4 * count / timing.median / 1e9
+        rows.append(row)
+        print(
+            f"  ({d_in:4d} -> {d_out:4d}): stored (out, in) {row['out_in']:5.1f} GB/s, "
+            f"(in, out) {row['in_out']:5.1f} GB/s"
+        )
+    return rows
+
+
+def bytes_per_token(model: tl.Transformer) -> int:
+    """The weight bytes one cached decoding step reads: every decoder weight except the
+    cross-attention keys' and values' projections (used once, on the encoder memory),
+    and the output projection."""
+    skipped = {
+        id(p)
+        for layer in model.decoder.layers
+        for linear in (layer.cross_attn.w_k, layer.cross_attn.w_v)
+        for p in linear.parameters()
+    }
+    weights = [*model.decoder.parameters(), *model.generator.parameters()]
+    return sum(
+        p.numel() * p.element_size() for p in weights if id(p) not in skipped
+    )
+
+
+def _marian_generate(marian, src: Tensor, new_tokens: int) -> Tensor:
+    """Marian's greedy generate under the book's rules: exactly ``new_tokens`` tokens
+    (the end token held back), never <pad> or <s>; the start token dropped."""
+    return marian.generate(
+        input_ids=src,
+        attention_mask=(src != PAD).long(),
+        num_beams=1,
+        do_sample=False,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        suppress_tokens=[PAD, START],
+        forced_eos_token_id=None,
+    )[:, 1:]
+
+
+def _exactly(model: tl.Transformer, src: Tensor, new_tokens: int) -> partial:
+    """Greedy decoding of exactly ``new_tokens`` tokens (the end token held back, as
+    ``_marian_generate`` holds back Marian's); options such as ``packed=True`` may follow."""
+    return partial(
+        tl.greedy_decode,
+        model,
+        src,
+        START,
+        END,
+        max_len=new_tokens,
+        min_new_tokens=new_tokens,
+    )
+
+
+def _side(timing: Timing, tokens: int, steps: int, ops: int | None) -> dict:
+    side = {
+        "seconds": timing.as_dict(),
+        "tokens_per_s": tokens / timing.median,
+    }
+    if ops is not None:  # why a step costs what it costs
+        side["ops_per_step"] = ops / steps
+        side["us_per_op"] = timing.median / ops * 1e6
+    return side
+
+
+def decoding(settings: Settings) -> dict:
+    """Greedy decoding, 64 new tokens from 32-token sources: the plain cached path of
+    chapter 6, its packed path, and Marian's generate on the same weights, which must all
+    write the same tokens; and the weight-streaming floor that a batch-1 step cannot beat.
+    Then a long generation: 256 tokens with the cache against recomputing the prefix."""
+    gbps = stream_gbps(settings)
+    print(f"  memory feeds a matrix-vector product at {gbps:.1f} GB/s")
+    weight_layouts = layouts(settings)
+    new_tokens = 16 if settings.quick else NEW_TOKENS
     cases = (
         [("small", 1)]
         if settings.quick
-        else [("small", 1), ("small", 64), ("base", 1)]
+        else [("small", 1), ("small", 32), ("base", 1), ("base", 32)]
     )
+    rows = []
     for name, batch in cases:
-        c = CONFIGS[name]
-        model = our_model(c, dropout=0.0).to(settings.device).eval()
+        ours, marian = peer_models(name, 0.0, settings)
+        ours.eval(), marian.eval()
         src = seeded_randint(
-            3, c["vocab"], batch, 32, seed=batch, device=settings.device
+            3,
+            PEER_VOCAB,
+            batch,
+            SOURCE_LENGTH,
+            seed=batch,
+            device=settings.device,
         )
-        # no token has id `vocab`: no row ever ends, every run makes exactly 64 tokens
-        decode = {
-            use_cache: partial(
-                tl.greedy_decode,
-                model,
-                src,
-                start_id=1,
-                end_id=c["vocab"],
-                max_len=new_tokens,
-                use_cache=use_cache,
-            )
-            for use_cache in (True, False)
+        decode = _exactly(ours, src, new_tokens)
+        sides = {
+            "plain": decode,
+            "packed": partial(decode, packed=True),
+            "marian": partial(_marian_generate, marian, src, new_tokens),
         }
         with settings.autocast():
-            cached_tokens, recomputed_tokens = decode[True](), decode[False]()
-            if cached_tokens.shape != (batch, new_tokens):
+            written = {side: run() for side, run in sides.items()}
+            if written["plain"].shape != (batch, new_tokens):
                 raise AssertionError(
-                    f"expected {new_tokens} new tokens per row, got {cached_tokens.shape}"
+                    f"expected {new_tokens} new tokens per row, got "
+                    f"{tuple(written['plain'].shape)}"
                 )
-            same_tokens = torch.equal(cached_tokens, recomputed_tokens)
-            if not same_tokens:
-                raise AssertionError(
-                    "cached and recomputed decoding made different tokens"
-                )
-            cached, recomputed = time_in_turns(
-                decode[True], decode[False], repeats=settings.repeats
-            )
-            # why a step costs what it costs: how many ATen operations run per new
-            # token, and the time per operation that makes
+            agree = {
+                side: (written[side] == written["plain"])
+                .float()
+                .mean()
+                .item()
+                for side in ("packed", "marian")
+            }
+            for side, share in agree.items():
+                # in fp32 the paths differ only in rounding: any other token is
+                # a bug; under bf16 autocast near-ties may fall either way
+                if share < 1 and not settings.bf16:
+                    raise AssertionError(
+                        f"{side} decoding wrote other tokens"
+                    )
+            timings = time_in_turns(*sides.values(), repeats=settings.repeats)
             ops = {
-                use_cache: count_ops(decode[use_cache])
-                for use_cache in (True, False)
+                side: count_ops(sides[side]) for side in ("plain", "packed")
             }
-        speedup = recomputed.median / cached.median
-        rows.append(
-            {
-                "config": name,
-                "batch": batch,
-                "new_tokens": cached_tokens.size(1),
-                "same_tokens": same_tokens,
-                "cached": {
-                    "seconds": cached.as_dict(),
-                    "ops_per_token": ops[True] / new_tokens,
-                    "us_per_op": cached.median / ops[True] * 1e6,
-                },
-                "recompute": {
-                    "seconds": recomputed.as_dict(),
-                    "ops_per_token": ops[False] / new_tokens,
-                    "us_per_op": recomputed.median / ops[False] * 1e6,
-                },
-                "speedup": speedup,
-            }
+        made = batch * new_tokens
+        row = {
+            "config": name,
+            "sizes": PEER_CONFIGS[name] | {"vocab": PEER_VOCAB},
+            "batch": batch,
+            "new_tokens": new_tokens,
+            "same_tokens": min(agree.values()) == 1,  # asserted in fp32
+            "token_agreement": agree,
+            "weight_bytes_per_step": bytes_per_token(ours),
+        }
+        for side, timing in zip(sides, timings, strict=True):
+            row[side] = _side(timing, made, new_tokens, ops.get(side))
+        marian_s = row["marian"]["seconds"]["median"]
+        for side in ("plain", "packed"):
+            row[side]["vs_marian"] = marian_s / row[side]["seconds"]["median"]
+        if (
+            batch == 1
+        ):  # a step reads every weight once: the floor of one token's time
+            floor = gbps * 1e9 / row["weight_bytes_per_step"]
+            row["floor_tokens_per_s"] = floor
+            for side in sides:
+                row[side]["floor_share"] = row[side]["tokens_per_s"] / floor
+        rows.append(row)
+        shown = " | ".join(
+            f"{side} {row[side]['tokens_per_s']:7.0f} tok/s"
+            + (
+                f" ({row[side]['floor_share']:.0%} of floor)"
+                if batch == 1
+                else ""
+            )
+            for side in sides
         )
         print(
-            f"  {name:>5} batch {batch:3d}: cached {_ms(cached)} | recompute "
-            f"{_ms(recomputed)} | {speedup:.1f}x; {ops[True] / new_tokens:.0f} ATen ops "
-            f"per token, {cached.median / ops[True] * 1e6:.1f} µs each (cached)"
+            f"  {name:>5} batch {batch:2d}: {shown}; packed/Marian "
+            f"{row['packed']['vs_marian']:.2f}x, plain/Marian {row['plain']['vs_marian']:.2f}x"
         )
+    return {
+        "stream_gbps": gbps,
+        "layouts": weight_layouts,
+        "source_length": SOURCE_LENGTH,
+        "rows": rows,
+        "long": long_generation(settings),
+    }
+
+
+def long_generation(settings: Settings) -> dict:
+    """256 new tokens at batch 1, small size: the plain cache and the packed path
+    against recomputing the whole prefix at every step, whose cost grows with the
+    square of the length."""
+    new_tokens = 32 if settings.quick else 256
+    ours, _ = peer_models("small", 0.0, settings)
+    ours.eval()
+    src = seeded_randint(
+        3, PEER_VOCAB, 1, SOURCE_LENGTH, seed=5, device=settings.device
+    )
+    decode = _exactly(ours, src, new_tokens)
+    sides = {
+        "cached": decode,
+        "packed": partial(decode, packed=True),
+        "recompute": partial(decode, use_cache=False),
+    }
+    with settings.autocast():
+        written = {side: run() for side, run in sides.items()}
+        for side in ("packed", "recompute"):
+            if not torch.equal(written[side], written["cached"]):
+                raise AssertionError(f"{side} decoding wrote other tokens")
+        timings = time_in_turns(*sides.values(), repeats=settings.repeats)
+    row = {
+        "config": "small",
+        "batch": 1,
+        "new_tokens": new_tokens,
+        "same_tokens": True,  # asserted above
+    }
+    for side, timing in zip(sides, timings, strict=True):
+        row[side] = {"seconds": timing.as_dict()}
+    recompute = row["recompute"]["seconds"]["median"]
+    row["speedup"] = recompute / row["cached"]["seconds"]["median"]
+    row["packed_speedup"] = recompute / row["packed"]["seconds"]["median"]
+    print(
+        f"  small, {new_tokens} tokens, batch 1: cached {_ms(timings[0])} | packed "
+        f"{_ms(timings[1])} | recompute {_ms(timings[2])} | {row['speedup']:.1f}x "
+        f"cached, {row['packed_speedup']:.1f}x packed"
+    )
+    return row
+
+
+class MarianLogits(nn.Module):
+    """A MarianMTModel called as transformer_lite's model is, (src, tgt) -> logits,
+    with the book's padding rule for both attention masks."""
+
+    def __init__(self, marian: nn.Module):
+        super().__init__()
+        self.marian = marian
+
+    def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
+        return self.marian(
+            input_ids=src,
+            attention_mask=(src != PAD).long(),
+            decoder_input_ids=tgt,
+            decoder_attention_mask=(tgt != PAD).long(),
+        ).logits
+
+
+def peer_training(settings: Settings) -> dict:
+    """One training step (32 x 64 tokens, dropout and label smoothing 0.1, fused Adam):
+    transformer_lite's model against MarianMTModel with the same weights."""
+    rows = []
+    for name in ["small"] if settings.quick else ["small", "base"]:
+        ours, marian = peer_models(name, DROPOUT, settings)
+        theirs = MarianLogits(marian)
+        shape = (32, 64)
+        src, tgt_in, tgt_out = (
+            seeded_randint(
+                1, PEER_VOCAB, *shape, seed=s, device=settings.device
+            )
+            for s in (1, 2, 3)
+        )
+        ours.eval(), theirs.eval()  # the same function, before timing
+        with torch.no_grad():
+            if not torch.allclose(
+                ours(src, tgt_in), theirs(src, tgt_in), atol=1e-4, rtol=1e-4
+            ):
+                raise AssertionError(
+                    "the two models compute different logits"
+                )
+        ours.train(), theirs.train()
+        flops = _step_flops(ours, src, tgt_in, tgt_out)
+        steps = {
+            "ours": _training_step(ours, src, tgt_in, tgt_out, settings),
+            "marian": _training_step(theirs, src, tgt_in, tgt_out, settings),
+        }
+        sides, ceiling = _time_steps(
+            steps, flops, shape[0] * shape[1], settings
+        )
+        row = {
+            "config": name,
+            "sizes": PEER_CONFIGS[name],
+            "batch": shape,
+            "flops_per_step": flops,
+            "ceiling_gflops": ceiling,
+            **sides,
+        }
+        row["speedup"] = (
+            sides["marian"]["seconds"]["median"]
+            / sides["ours"]["seconds"]["median"]
+        )
+        print(
+            f"  {name:>5}  ours {row['ours']['tokens_per_s']:8.0f} tok/s, Marian "
+            f"{row['marian']['tokens_per_s']:8.0f} tok/s: {row['speedup']:.2f}x"
+        )
+        rows.append(row)
     return {"rows": rows}
 
 

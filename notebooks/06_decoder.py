@@ -71,9 +71,14 @@ plt.rcParams["figure.figsize"] = (5, 3.5)
 
 # %% tags=["export"]
 import dataclasses
+import math
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transformer_lite.encoder import (
@@ -191,7 +196,9 @@ class DecoderLayer(_DecoderLayerParts):
 # For generation the layer takes a **cache**: a dict where it keeps the keys and values it projected at earlier
 # steps. Then `x` holds only the newest position(s): their queries attend over the cached keys plus their own. The
 # encoder memory's keys and values are projected once per sentence and cached too. `KVCache` holds one such dict
-# per layer, and can reorder its batch rows (beam search will need that):
+# per layer, and can reorder its batch rows (beam search will need that). The keys and values live in buffers with
+# room to spare, so that a step writes only its own position: gluing the new keys onto the old ones with `torch.cat`
+# would copy the whole cache at every step, a cost that grows with the length generated.
 
 
 # %% tags=["export"]
@@ -200,7 +207,8 @@ class KVCache:
     layer: the self-attention keys and values of every position decoded so
     far ("k", "v", each (B, H, P, Dk)), and the cross-attention keys and
     values of the encoder memory ("memory_k", "memory_v", each
-    (B, H, S, Dk)), computed once.
+    (B, H, S, Dk)), computed once. "k" and "v" are views of the first P
+    positions of "k_buffer" and "v_buffer", which have room for more.
     """
 
     def __init__(self, n_layers: int):
@@ -217,12 +225,35 @@ class KVCache:
         best beams."""
         for layer in self.layers:
             for name, tensor in layer.items():
-                layer[name] = tensor.index_select(0, index)
+                if name not in ("k", "v"):  # views, rebuilt below
+                    layer[name] = tensor.index_select(0, index)
+            for name in ("k", "v"):
+                if name in layer:
+                    length = layer[name].size(2)
+                    layer[name] = layer[f"{name}_buffer"][:, :, :length]
+
+
+def _append(cache: dict[str, Tensor], name: str, new: Tensor) -> Tensor:
+    """Write ``new`` (B, H, n, Dk) after the P cached positions of
+    ``cache[name]``; return all P + n. A full buffer is replaced by one
+    twice as long, so a long generation copies the cache only a few
+    times."""
+    start = cache[name].size(2) if name in cache else 0
+    end = start + new.size(2)
+    buffer = cache.get(f"{name}_buffer")
+    if buffer is None or buffer.size(2) < end:
+        batch, heads, _, d_k = new.shape
+        grown = new.new_empty(batch, heads, max(2 * start, end, 16), d_k)
+        grown[:, :, :start] = cache.get(name, new[:, :, :0])
+        cache[f"{name}_buffer"] = buffer = grown
+    buffer[:, :, start:end] = new
+    cache[name] = buffer[:, :, :end]
+    return cache[name]
 
 
 # %% [markdown]
 # The two cached attentions use chapter 4's `split_heads` and `attend`, so the attention itself is the same code
-# as always. Self-attention appends the new keys and values to the cached ones; a new position may see every
+# as always. Self-attention writes the new keys and values after the cached ones; a new position may see every
 # cached position and the new ones up to itself. Cross-attention projects the memory on the first call only:
 
 
@@ -231,10 +262,8 @@ def _cached_self_attention(
     attn: MultiHeadAttention, x: Tensor, cache: dict[str, Tensor]
 ) -> Tensor:
     q, k, v = (attn.split_heads(w(x)) for w in (attn.w_q, attn.w_k, attn.w_v))
-    if "k" in cache:  # the positions decoded before: (B, H, P, Dk)
-        k = torch.cat([cache["k"], k], dim=2)
-        v = torch.cat([cache["v"], v], dim=2)
-    cache["k"], cache["v"] = k, v
+    # after the positions decoded before: (B, H, P + new, Dk)
+    k, v = _append(cache, "k", k), _append(cache, "v", v)
     new, total = q.size(2), k.size(2)
     # each new position sees all cached positions, and new ones up to itself
     mask = causal_mask(total, x.device)[total - new :] if new > 1 else None
@@ -1048,13 +1077,29 @@ print(
 
 
 # %% tags=["export"]
-def _never_emit(logits: Tensor, pad_id: int, start_id: int) -> Tensor:
-    """The logits with padding and the start token ruled out."""
+def _never_emit(logits: Tensor, banned: list[int]) -> Tensor:
+    """The logits with the ``banned`` tokens ruled out."""
     logits = logits.clone()
-    logits[..., [pad_id, start_id]] = float("-inf")
+    logits[..., banned] = float("-inf")
     return logits
 
 
+def _next_logits(model, tokens, memory, src_mask, cache, step) -> Tensor:
+    """The next token's logits (B, V), three ways: a packed ``step``, the
+    cache (fed only the newest token), or the whole prefix again."""
+    if step is not None:
+        return step(tokens[:, -1:])[:, -1]
+    if cache is not None:
+        newest = tokens[:, -1:]
+        return model.decode(newest, memory, src_mask, cache=cache)[:, -1]
+    return model.decode(tokens, memory, src_mask)[:, -1]
+
+
+# %% [markdown]
+# The loop itself: encode once, then one token per step.
+
+
+# %% tags=["export"]
 @torch.no_grad()
 def greedy_decode(
     model: Transformer,
@@ -1064,20 +1109,24 @@ def greedy_decode(
     max_len: int = 50,
     src_mask: Tensor | None = None,
     use_cache: bool = True,
-) -> Tensor:
-    """Generate by always taking the most likely next token, until
-    ``end_id`` or ``max_len`` tokens; padding and the start token are never
-    generated. Put the model in eval mode first (dropout stays as it is).
-
-    ``use_cache=False`` recomputes the whole prefix at every step (same
-    tokens, slower).
+    *,
+    min_new_tokens: int = 0,
+    banned: list[int] | None = None,
+    return_scores: bool = False,
+    packed: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """The most likely next token, until ``end_id`` or ``max_len`` tokens;
+    never ``banned`` (default: padding, start), nor ``end_id`` before
+    ``min_new_tokens``. Eval mode first. ``use_cache=False`` recomputes the
+    prefix, ``packed=True`` uses a ``PackedDecoder``: the same tokens.
 
     Shape:
-        src (B, S). Returns the generated tokens (B, L), L <= max_len, the
-        end token included and ``pad_id`` after it; the start token is not
-        included.
+        src (B, S). Returns tokens (B, L), L <= max_len, the end token
+        included, ``pad_id`` after it, no start token; with
+        ``return_scores=True`` also their log-probabilities (B, L).
     """
-    _check_decoding(model, src, start_id, max_len)
+    options = (min_new_tokens, banned, use_cache, packed)
+    banned = _check_greedy(model, src, start_id, max_len, *options)
     pad = model.config.pad_id
     if src_mask is None:
         src_mask = padding_mask(src, pad)
@@ -1087,20 +1136,24 @@ def greedy_decode(
         (batch, 1), start_id, dtype=torch.long, device=src.device
     )  # (B, 1): <s>
     done = torch.zeros(batch, dtype=torch.bool, device=src.device)
-    cache = model.new_cache() if use_cache else None
-    for _ in range(max_len):
-        if cache is not None:  # only the newest token; the cache has the rest
-            logits = model.decode(
-                tokens[:, -1:], memory, src_mask, cache=cache
-            )
-        else:  # the whole prefix again
-            logits = model.decode(tokens, memory, src_mask)
-        next_logits = _never_emit(logits[:, -1], pad, start_id)  # (B, V)
+    scores = []
+    packed_steps = PackedDecoder.of(model) if packed else None
+    step = packed_steps and packed_steps.start(memory, src_mask, max_len)
+    cache = model.new_cache() if use_cache and not packed else None
+    for t in range(max_len):
+        logits = _next_logits(model, tokens, memory, src_mask, cache, step)
+        ruled_out = banned + [end_id] if t < min_new_tokens else banned
+        next_logits = _never_emit(logits, ruled_out)  # (B, V)
         next_token = next_logits.argmax(dim=-1).masked_fill(done, pad)  # (B,)
+        log_p = next_logits.float().log_softmax(dim=-1)  # the token's score
+        chosen = log_p.gather(1, next_token[:, None])[:, 0]
+        scores.append(chosen.masked_fill(done, 0.0))  # 0 after the end
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
         done |= next_token == end_id
         if done.all():
             break
+    if return_scores:
+        return tokens[:, 1:], torch.stack(scores, dim=1)
     return tokens[:, 1:]
 
 
@@ -1113,9 +1166,12 @@ def greedy_decode(
 
 
 # %% tags=["export"]
-def _length_penalty(length: int, alpha: float) -> float:
-    """Wu et al. (2016): ((5 + length) / 6) ** alpha; alpha = 0 means no
-    normalisation."""
+def _length_penalty(length: int, alpha: float, form: str = "gnmt") -> float:
+    """Wu et al. (2016): ((5 + length) / 6) ** alpha, or with
+    ``form="power"`` length ** alpha (Hugging Face's ``length_penalty``);
+    alpha = 0 means no normalisation."""
+    if form == "power":
+        return length**alpha
     return ((5 + length) / 6) ** alpha
 
 
@@ -1128,22 +1184,21 @@ def _length_penalty(length: int, alpha: float) -> float:
 
 
 # %% tags=["export"]
-def _beam_step(top, vocab, k, end_id, pad, sequences, finished, penalty):
+def _beam_step(top, vocab, end_id, pad, sequences, finished, penalty):
     """One step for every source. ``top``: each source's best candidates,
     (values: log-probability, indices: beam * vocab + token), best first;
-    ``sequences`` (B*K, step): the beams' tokens so far. Appends the
-    sentences that end to ``finished``; returns the next beams' scores
-    (B, K), parent rows (B*K,) and new tokens (B*K, 1)."""
-    batch = len(finished)
+    ``sequences`` (B*K, step): the beams' tokens so far; ``finished``: the
+    sentences that ended, per source (a ``_Finished``). Appends those that
+    end now; returns the next beams' scores (B, K), parent rows (B*K,) and
+    new tokens (B*K, 1)."""
+    batch, k, done = len(finished), finished.k, finished.done
     scores = torch.full((batch, k), float("-inf"))
     rows, tokens = [], []
     for b in range(batch):
         alive = []  # (score, parent beam, token)
         values, indices = top.values[b].tolist(), top.indices[b].tolist()
         for score, index in zip(values, indices, strict=True):
-            if score == float("-inf") or len(finished[b]) >= k:
-                break
-            if len(alive) == k:
+            if score == float("-inf") or done(b) or len(alive) == k:
                 break
             beam, token = divmod(index, vocab)
             parent = sequences[b * k + beam]
@@ -1167,6 +1222,37 @@ def _beam_step(top, vocab, k, end_id, pad, sequences, finished, penalty):
 
 
 # %% [markdown]
+# When does a source stop taking candidates? By default (`early_stopping=True`) as soon as $k$ of its sentences have
+# ended, as in the paper's setting. With `early_stopping=False` it goes on until no live beam could still beat the
+# $k$-th best ended sentence. The finished sentences and that rule live together:
+
+
+# %% tags=["export"]
+class _Finished(list):
+    """Each source's ended sentences, (score, tokens) pairs, and the rule
+    for when a source is done."""
+
+    def __init__(self, batch: int, k: int, early_stopping: bool):
+        super().__init__([] for _ in range(batch))
+        self.k, self.early_stopping = k, early_stopping
+        self.closed = [False] * batch  # no live beam can win any more
+
+    def done(self, b: int) -> bool:
+        enough = len(self[b]) >= self.k
+        return enough and (self.early_stopping or self.closed[b])
+
+    def close(self, scores: Tensor, final_penalty: float) -> None:
+        """After a step: the best a live beam (scores (B, K)) can reach is
+        its log-probability now, which only falls, over the largest
+        penalty, the one at max_len."""
+        best_live = (scores.max(dim=1).values / final_penalty).tolist()
+        for b, ended in enumerate(self):
+            if len(ended) >= self.k:
+                kth = sorted(score for score, _ in ended)[-self.k]
+                self.closed[b] = best_live[b] <= kth
+
+
+# %% [markdown]
 # Third, the search itself. All sentences and their $k$ beams run as one batch of $B \cdot k$ rows through the
 # decoder with its cache. After each step every source's surviving beams are gathered into the rows for the
 # next one, and the cache follows them: `cache.reorder` copies each new beam's keys and values from its parent's
@@ -1184,20 +1270,19 @@ def beam_search(
     max_len: int = 50,
     length_penalty: float = 0.6,
     src_mask: Tensor | None = None,
+    *,
+    early_stopping: bool = True,
+    n_best: int = 1,
+    length_penalty_form: str = "gnmt",
+    banned: list[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Keep the ``beam_size`` most likely prefixes at every step; return
-    the best finished sequence per source, scored by log-probability /
-    ((5 + length) / 6) ** length_penalty (the paper used beam size 4 and
-    0.6, §6.1). A source stops as soon as ``beam_size`` sequences have
-    ended; at ``max_len`` the unfinished beams compete too. Beam size 1
-    gives exactly ``greedy_decode``'s tokens. Put the model in eval mode.
-
-    Shape:
-        src (B, S). Returns tokens (B, L) as ``greedy_decode`` does, and
-        scores (B,).
-    """
-    _check_beam_search(
-        model, src, start_id, max_len, beam_size, length_penalty
+    """Each source's ``n_best`` best sentences (rows in turn) and scores:
+    log-probability / ((5 + length) / 6) ** alpha, or length ** alpha with
+    ``length_penalty_form="power"``. An end token counts wherever it ranks
+    among the 2k candidates (Hugging Face: in the first k). Eval mode."""
+    options = (n_best, length_penalty_form, banned)
+    banned = _check_beam_search(
+        model, src, start_id, max_len, beam_size, length_penalty, *options
     )
     pad, batch, k = model.config.pad_id, src.size(0), beam_size
     if src_mask is None:
@@ -1211,29 +1296,42 @@ def beam_search(
     # all beams start equal: keep one, or the same prefix is found k times
     scores = torch.full((batch, k), float("-inf"), device=src.device)
     scores[:, 0] = 0.0
-    finished: list[list[tuple[float, Tensor]]] = [[] for _ in range(batch)]
+    finished = _Finished(batch, k, early_stopping)
+    form = length_penalty_form
+    penalty = partial(_length_penalty, alpha=length_penalty, form=form)
     for step in range(max_len):
         logits = model.decode(last, memory, src_mask, cache=cache)[:, -1]
-        logits = _never_emit(logits.float(), pad, start_id)
+        logits = _never_emit(logits.float(), banned)
         log_probs = torch.log_softmax(logits, dim=-1)  # (B*K, V)
         vocab = log_probs.size(-1)
         candidates = (scores.view(-1, 1) + log_probs).view(batch, k * vocab)
         top = candidates.topk(min(2 * k, k * vocab), dim=-1)  # (B, 2K)
-        penalty = _length_penalty(step + 1, length_penalty)
         scores, rows, last = _beam_step(
-            top, vocab, k, end_id, pad, sequences, finished, penalty
+            top, vocab, end_id, pad, sequences, finished, penalty(step + 1)
         )
-        if all(len(f) >= k for f in finished):
+        finished.close(scores, penalty(max_len))
+        if all(finished.done(b) for b in range(batch)):
             break
         cache.reorder(rows)  # each new beam continues from its parent's cache
         sequences = torch.cat([sequences[rows], last], dim=1)
     else:  # max_len reached: unfinished beams compete with the finished ones
-        _add_unfinished(finished, scores, sequences, max_len, length_penalty)
-    return _best_of(finished, pad)
+        open_ = [b for b in range(batch) if not finished.done(b)]
+        _add_unfinished(finished, scores, sequences, penalty(max_len), open_)
+    return _best_of(finished, pad, n_best)
 
 
 # %% [markdown]
-# The rest is folded: the argument checks, and packing each source's best sentence into one padded tensor.
+# The keyword arguments are what a user of Hugging Face's `generate` will look for. `n_best` returns each source's
+# $n$ best sentences (their rows one after another, best first). `length_penalty_form="power"` divides by
+# $|Y|^{\alpha}$, as Hugging Face's `length_penalty` does. `banned` replaces the default set of tokens never
+# generated. `early_stopping=False` keeps a source searching after $k$ of its sentences have ended, until no live beam
+# could still beat the $k$-th best of them. That bound is safe: a beam's log-probability can only fall, and
+# dividing it by the largest penalty, the one at `max_len`, gives the best score it could still reach. One rule differs between implementations: when some of a source's best $k$
+# candidates end, Hugging Face and fairseq ignore an end token ranked after the first $k$, while here it is kept as a
+# finished sentence, because it scores better than the beams kept alive below it. Where that rule does not fire,
+# the tests check that these options give exactly the tokens and scores of Marian's `generate`.
+#
+# The rest is folded: the argument checks, and packing each source's best sentences into one padded tensor.
 
 
 # %% tags=["export", "hide-input"]
@@ -1249,6 +1347,50 @@ def _check_decoding(
         )
 
 
+def _check_greedy(
+    model: Transformer,
+    src: Tensor,
+    start_id: int,
+    max_len: int,
+    min_new_tokens: int,
+    banned: list[int] | None,
+    use_cache: bool,
+    packed: bool,
+) -> list[int]:
+    """The checks of greedy_decode; returns the banned tokens."""
+    _check_decoding(model, src, start_id, max_len)
+    m = min_new_tokens
+    if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m <= max_len:
+        raise ValueError(
+            f"min_new_tokens must be an int in [0, max_len={max_len}], "
+            f"got {m!r}"
+        )
+    if packed and not use_cache:
+        raise ValueError(
+            "packed=True decodes with its own cache; use_cache=False "
+            "contradicts it"
+        )
+    return _check_banned(model, start_id, banned)
+
+
+def _check_banned(
+    model: Transformer, start_id: int, banned: list[int] | None
+) -> list[int]:
+    if banned is None:
+        return [model.config.pad_id, start_id]
+    vocab = model.tgt_vocab
+    bad = [
+        t
+        for t in banned
+        if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < vocab
+    ]
+    if bad:
+        raise ValueError(
+            f"banned must hold token ids in [0, {vocab}), got {bad[:5]}"
+        )
+    return list(banned)
+
+
 def _check_beam_search(
     model: Transformer,
     src: Tensor,
@@ -1256,45 +1398,62 @@ def _check_beam_search(
     max_len: int,
     beam_size: int,
     length_penalty: float,
-) -> None:
+    n_best: int,
+    form: str,
+    banned: list[int] | None,
+) -> list[int]:
+    """The checks of beam_search; returns the banned tokens."""
     _check_decoding(model, src, start_id, max_len)
     _positive_int("beam_size", beam_size)
     if not length_penalty >= 0:
         raise ValueError(
             f"length_penalty must be >= 0, got {length_penalty!r}"
         )
+    _positive_int("n_best", n_best)
+    if n_best > beam_size:
+        raise ValueError(
+            f"n_best={n_best} is more than beam_size={beam_size} beams"
+        )
+    if form not in ("gnmt", "power"):
+        raise ValueError(
+            f"length_penalty_form must be 'gnmt' or 'power', got {form!r}"
+        )
+    return _check_banned(model, start_id, banned)
 
 
 def _add_unfinished(
     finished: list[list[tuple[float, Tensor]]],
     scores: Tensor,
     sequences: Tensor,
-    max_len: int,
-    alpha: float,
+    penalty: float,
+    sources: list[int],
 ) -> None:
-    """At max_len: a source with fewer than k finished sentences gets its
-    live beams as candidates too, scored with the same length penalty."""
-    batch, k = scores.shape
-    penalty = _length_penalty(max_len, alpha)
-    for b in range(batch):
-        if len(finished[b]) < k:
-            for beam in range(k):
-                if scores[b, beam] > float("-inf"):
-                    score = scores[b, beam].item() / penalty
-                    finished[b].append((score, sequences[b * k + beam]))
+    """At max_len: the live beams of ``sources`` become candidates too,
+    scored with the same length penalty."""
+    k = scores.size(1)
+    for b in sources:
+        for beam in range(k):
+            if scores[b, beam] > float("-inf"):
+                score = scores[b, beam].item() / penalty
+                finished[b].append((score, sequences[b * k + beam]))
 
 
 def _best_of(
-    finished: list[list[tuple[float, Tensor]]], pad: int
+    finished: list[list[tuple[float, Tensor]]], pad: int, n_best: int = 1
 ) -> tuple[Tensor, Tensor]:
-    """Each source's best (score, tokens), padded into one (B, L) tensor,
-    and the scores (B,)."""
-    best = [max(f, key=lambda pair: pair[0]) for f in finished]
+    """Each source's ``n_best`` best (score, tokens), best first, padded
+    into one (B * n_best, L) tensor, and the scores (B * n_best,)."""
+    some = next(seq for f in finished for _, seq in f)
+    empty = (float("-inf"), some[:0])  # where a source has too few
+    best = []
+    for f in finished:
+        ranked = sorted(f, key=lambda pair: pair[0], reverse=True)[:n_best]
+        best += ranked + [empty] * (n_best - len(ranked))
     length = max(seq.numel() for _, seq in best)
     first = best[0][1]
     tokens = first.new_full((len(best), length), pad)
-    for b, (_, seq) in enumerate(best):
-        tokens[b, : seq.numel()] = seq
+    for row, (_, seq) in enumerate(best):
+        tokens[row, : seq.numel()] = seq
     scores = torch.tensor([s for s, _ in best], device=first.device)
     return tokens, scores
 
@@ -1354,8 +1513,279 @@ print(f"{recomputed / cached:.1f}× faster with the cache")
 # %% [markdown]
 # Faster, but by less than the $O(n)$ against $O(n^2)$ count suggests. With one sentence, each step is small, and its
 # cost is mostly the fixed price of each PyTorch operation and of reading every decoder weight from memory, which
-# the cache does not save. The {ref}`Performance appendix <perf-decoding>` measures this at batch 1 and 64 and
-# counts the operations per token.
+# the cache does not save. The {ref}`Performance appendix <perf-decoding>` counts the operations per token, and
+# shows the cache's full advantage over a longer generation of 256 tokens, where recomputing costs $O(n^2)$.
+
+# %% [markdown]
+# (ch6-packed)=
+# ## Faster generation: the same steps on repacked weights
+#
+# At batch 1 a cached step does little arithmetic: one row times each decoder matrix. What it cannot avoid is
+# reading all of those matrices from memory, 4 bytes per weight: for the base model's decoder and output projection
+# with a vocabulary of 8000, about 105 MB per token. So the fair question about speed is how close a step comes to
+# that **weight-streaming floor**, the bytes divided by the rate at which the machine's memory feeds a
+# matrix–vector product. Three things keep the plain path away from it, and `PackedDecoder` removes them without
+# changing the arithmetic:
+#
+# 1. **The layout of the weights.** `nn.Linear` stores $W$ as (out, in) and computes $x W^\top$. For a single row,
+#    the CPU's matrix library reads some shapes faster stored the other way round, (in, out): measured on the
+#    machine of the {ref}`appendix <perf-decoding>`, a product with more outputs than inputs (the output
+#    projection, $W^Q W^K W^V$ joined, the feed-forward network's first layer) streams its weights up to twice as fast
+#    transposed, while one with more inputs than outputs (the second layer) is faster as it is. `PackedDecoder`
+#    stores each matrix the faster way round, once.
+# 2. **Three products where one will do.** The new token's query, key and value are one product with $W^Q$, $W^K$
+#    and $W^V$ joined side by side, as `nn.MultiheadAttention` stores them. Chapter 4 keeps three named matrices;
+#    the packed copy joins them.
+# 3. **Operations per token.** The modules, views, transposes and checks that make this chapter readable cost a few
+#    microseconds each. A packed step works on (B, D) rows, writes the new keys and values straight into a cache
+#    allocated for the whole generation, and calls `F.layer_norm` and `F.scaled_dot_product_attention` directly.
+#
+# The price: a second copy of the decoder's weights, kept with the model and made again whenever a weight changes,
+# and a second version of the layer's logic, which is why it is proven equal below rather than trusted. It is a
+# switch, `greedy_decode(..., packed=True)`; the plain path stays the default, and it is the one this chapter
+# teaches.
+
+
+# %% tags=["export"]
+def _packed(*linears: nn.Linear) -> tuple[Tensor, Tensor, bool]:
+    """The weights of ``linears`` (each (out, in)) joined into one matrix
+    and their biases joined. The matrix is stored transposed, (in, out),
+    unless it has more inputs than outputs: for a single row, this
+    machine's matrix library reads each shape fastest that way round
+    (measured in the appendix)."""
+    weight = torch.cat([linear.weight for linear in linears])  # (out, in)
+    biases = [
+        linear.weight.new_zeros(linear.out_features)
+        if linear.bias is None
+        else linear.bias
+        for linear in linears
+    ]
+    transposed = weight.size(0) >= weight.size(1)
+    if transposed:
+        weight = weight.t()
+    return weight.contiguous(), torch.cat(biases), transposed
+
+
+def _linear(x: Tensor, packed: tuple[Tensor, Tensor, bool]) -> Tensor:
+    """x (B, in) times a packed weight, plus its bias: (B, out)."""
+    weight, bias, transposed = packed
+    return torch.addmm(bias, x, weight if transposed else weight.t())
+
+
+def _norm(norm: nn.LayerNorm, x: Tensor) -> Tensor:
+    return F.layer_norm(
+        x, norm.normalized_shape, norm.weight, norm.bias, norm.eps
+    )
+
+
+# each model's packed copy, dropped with the model
+_PACKED: "weakref.WeakKeyDictionary[Transformer, PackedDecoder]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _weights_key(model: Transformer) -> tuple:
+    """Where each weight the packed copy depends on lives, and its version
+    counter, which every in-place change (an optimizer step, a load)
+    increments."""
+    return tuple(
+        (p.data_ptr(), p._version)
+        for part in (model.decoder, model.generator, model.tgt_embed)
+        for p in part.parameters()
+    )
+
+
+# %% [markdown]
+# The packed copy of a model is made once and kept while the model's weights stay as they are; every in-place
+# change of a weight (an optimizer step, a load) increments its version counter, which the key below reads:
+
+
+# %% tags=["export"]
+class PackedDecoder:
+    """The decoder and output projection of a ``Transformer`` repacked for
+    generating one token at a time: weights copied once into the layout a
+    single row reads fastest, self-attention's three projections joined
+    into one, and steps on (B, D) rows with a cache allocated once. Computes
+    what ``model.decode`` with a ``KVCache`` computes, in eval mode.
+    ``PackedDecoder.of(model)`` packs once and reuses the copy until a
+    weight changes.
+    """
+
+    @torch.no_grad()
+    def __init__(self, model: Transformer):
+        self.config, self.decoder = model.config, model.decoder
+        self.embedding, self.positions = model.tgt_embed.table, model.pos
+        self.layers = [
+            {
+                "qkv": _packed(
+                    layer.self_attn.w_q,
+                    layer.self_attn.w_k,
+                    layer.self_attn.w_v,
+                ),
+                "out": _packed(layer.self_attn.w_o),
+                "cross_q": _packed(layer.cross_attn.w_q),
+                "cross_out": _packed(layer.cross_attn.w_o),
+                "ff_1": _packed(layer.ff.w_1),
+                "ff_2": _packed(layer.ff.w_2),
+            }
+            for layer in model.decoder.layers
+        ]
+        self.generator = _packed(model.generator)
+        self.key = _weights_key(model)
+
+    @classmethod
+    def of(cls, model: Transformer) -> "PackedDecoder":
+        """The packed copy of ``model``, made on first use and again only
+        when one of its weights has changed (trained, loaded or moved)."""
+        if model.training:
+            raise ValueError(
+                "PackedDecoder has no dropout: call model.eval() first"
+            )
+        packed = _PACKED.get(model)
+        if packed is None or packed.key != _weights_key(model):
+            packed = _PACKED[model] = cls(model)
+        return packed
+
+    def start(
+        self, memory: Tensor, src_mask: Tensor | None, max_len: int
+    ) -> Callable[[Tensor], Tensor]:
+        """A step function for one generation of up to ``max_len`` tokens:
+        ``step(tokens)`` takes the newest tokens (B, 1) and returns the
+        logits of the next ones (B, 1, V)."""
+        return _packed_steps(self, memory, src_mask, max_len)
+
+
+# %% [markdown]
+# The step itself is folded: the same three sublayers as `DecoderLayer`, on (B, D) rows, with the self-attention's
+# keys and values written into one cache allocated for the whole generation.
+
+
+# %% tags=["export", "hide-input"]
+def _packed_steps(
+    packed: PackedDecoder,
+    memory: Tensor,
+    src_mask: Tensor | None,
+    max_len: int,
+) -> Callable[[Tensor], Tensor]:
+    """``PackedDecoder.start``: the step function, with its own cache."""
+    c, layers = packed.config, packed.decoder.layers
+    batch, heads = memory.size(0), c.n_heads
+    d_k = c.d_model // heads
+    memory_kv = [  # projected once, as in the plain path
+        (
+            layer.cross_attn.split_heads(layer.cross_attn.w_k(memory)),
+            layer.cross_attn.split_heads(layer.cross_attn.w_v(memory)),
+        )
+        for layer in layers
+    ]
+    # all layers' keys and values, whole generation: (B, H, T, Dk) each
+    cache = memory.new_empty(len(layers), 2, batch, heads, max_len, d_k)
+    scale = math.sqrt(c.d_model)
+    position = 0
+
+    def residual(x, norm, sublayer, i):  # sublayer i, wrapped
+        if c.norm_first:
+            return x + sublayer(_norm(norm, x), i)
+        return _norm(norm, x + sublayer(x, i))
+
+    def self_attention(x, i):  # x (B, D)
+        q, k, v = (
+            _linear(x, packed.layers[i]["qkv"])
+            .view(batch, 3, heads, 1, d_k)
+            .unbind(1)
+        )  # each (B, H, 1, Dk)
+        cache[i, 0, :, :, position : position + 1] = k
+        cache[i, 1, :, :, position : position + 1] = v
+        keys = cache[i, 0, :, :, : position + 1]  # (B, H, P + 1, Dk)
+        values = cache[i, 1, :, :, : position + 1]
+        out = F.scaled_dot_product_attention(q, keys, values)
+        return _linear(out.view(batch, -1), packed.layers[i]["out"])
+
+    def cross_attention(x, i):
+        q = _linear(x, packed.layers[i]["cross_q"])
+        keys, values = memory_kv[i]
+        out = F.scaled_dot_product_attention(
+            q.view(batch, heads, 1, d_k), keys, values, src_mask
+        )
+        return _linear(out.view(batch, -1), packed.layers[i]["cross_out"])
+
+    def feed_forward(x, i):
+        hidden = _linear(x, packed.layers[i]["ff_1"]).relu_()
+        return _linear(hidden, packed.layers[i]["ff_2"])
+
+    def step(tokens: Tensor) -> Tensor:
+        nonlocal position
+        if position == max_len:
+            raise ValueError(
+                f"this step function was started for {max_len} tokens"
+            )
+        embedded = packed.embedding.weight[tokens[:, 0]] * scale
+        x = embedded + packed.positions.table[position]  # (B, D)
+        for i, layer in enumerate(layers):
+            x = residual(x, layer.norm1, self_attention, i)
+            x = residual(x, layer.norm2, cross_attention, i)
+            x = residual(x, layer.norm3, feed_forward, i)
+        if packed.decoder.norm is not None:  # pre-norm's final norm
+            x = _norm(packed.decoder.norm, x)
+        position += 1
+        return _linear(x, packed.generator)[:, None]  # (B, 1, V)
+
+    return step
+
+
+# %% [markdown]
+# The proof, on the chapter's model, a pre-norm model and the 2-layer base-width model: at every step the packed
+# logits equal the plain cached ones (to float rounding: the joined and transposed products add in another order),
+# and greedy decoding writes the same tokens.
+
+# %%
+prenorm = make_model(40, 40, d_model=32, n_heads=4, d_ff=64, n_layers=2)
+prenorm = prenorm.to(device).eval()
+for name, m, srcs in [
+    ("chapter model", model, sources),
+    ("pre-norm", prenorm, sources),
+    ("2-layer base", base, sentence),
+]:
+    with torch.no_grad():
+        memory = m.encode(srcs)
+        mask = padding_mask(srcs, 0)
+        cache, step = (
+            m.new_cache(),
+            PackedDecoder.of(m).start(memory, mask, 12),
+        )
+        last = torch.ones(srcs.size(0), 1, dtype=torch.long, device=device)
+        for _ in range(12):
+            plain = m.decode(last, memory, mask, cache=cache)
+            torch.testing.assert_close(
+                step(last), plain, atol=1e-4, rtol=1e-4
+            )
+            last = plain[:, -1].argmax(-1, keepdim=True).clamp(min=3)
+    plain = greedy_decode(m, srcs, 1, 2, max_len=40)
+    assert torch.equal(
+        greedy_decode(m, srcs, 1, 2, max_len=40, packed=True), plain
+    )
+    print(f"{name}: packed logits equal plain at 12 steps, same tokens")
+
+# %% [markdown]
+# And what packing buys, at batch 1 with the 2-layer base-width model above (64 tokens, as before):
+
+# %% tags=["nbval-ignore-output"]
+times = time_calls(
+    lambda: greedy_decode(base, sentence, 1, -1, max_len=64),
+    lambda: greedy_decode(base, sentence, 1, -1, max_len=64, packed=True),
+    repeats=3,
+)
+plain, packed = (64 / statistics.median(t) for t in times)
+print(
+    f"plain: {plain:.0f} tokens/s, packed: {packed:.0f} tokens/s, "
+    f"{packed / plain:.2f}×"
+)
+
+# %% [markdown]
+# The {ref}`appendix <perf-decoding>` puts both against the weight-streaming floor and against Hugging Face's
+# `MarianMTModel.generate` on the same weights, and explains what remains. One step further would compile the
+# packed step (`torch.compile`, or CUDA graphs on a GPU), removing most of the per-operation cost that is left;
+# this book does not do it.
 
 # %% [markdown]
 # ## Clear errors
@@ -1386,10 +1816,11 @@ for bad in [
 # | name | the idea in one line |
 # |---|---|
 # | `DecoderLayer`, `Decoder` | masked self-attention, cross-attention, feed-forward; post-norm by default; proven equal to PyTorch's layer |
-# | `KVCache` | each layer's keys and values of the positions decoded so far, and of the encoder memory |
+# | `KVCache` | each layer's keys and values of the positions decoded so far (in buffers with room to grow), and of the encoder memory |
 # | `TransformerConfig` | the model's sizes and switches, the paper's base model as defaults, validated |
 # | `Transformer`, `make_model(src_vocab, tgt_vocab, **overrides)` | the whole encoder–decoder: token ids in, logits out; tied and shared embeddings on request |
-# | `greedy_decode`, `beam_search` | generation with the cache; beam size 1 is greedy |
+# | `greedy_decode`, `beam_search` | generation with the cache; beam size 1 is greedy; greedy can hold the end token back (`min_new_tokens`), ban tokens, return each token's log-probability |
+# | `PackedDecoder`, `greedy_decode(..., packed=True)` | the same steps on weights repacked for one row at a time; proven to write the same tokens |
 #
 # Chapter 7 trains this model for real.
 

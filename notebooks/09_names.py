@@ -175,8 +175,8 @@
 # | `label_smoothed_loss` | `label_smoothing_factor` of the `Trainer` | `F.cross_entropy(label_smoothing=)` |
 # | `noam_lambda` | ⚠ `get_inverse_sqrt_schedule`: one step later, 0 at the first | `LambdaLR` |
 # | `KVCache`, `cache=` | `past_key_values`; ⚠ `cache` in 5.24 | — |
-# | `greedy_decode` | `generate(num_beams=1)` | — |
-# | `beam_search`: ÷ ((5 + len)/6)^α | ⚠ `generate(num_beams=4, length_penalty=1.0)`: ÷ len^α | — |
+# | `greedy_decode`; `min_new_tokens=`, `banned=`, `return_scores=True` | `generate(num_beams=1)`; `min_new_tokens=`, `suppress_tokens=`, `output_scores=True` | — |
+# | `beam_search`: ÷ ((5 + len)/6)^α; `length_penalty_form="power"`: ÷ len^α | ⚠ `generate(num_beams=4, length_penalty=1.0)`: ÷ len^α | — |
 #
 # The traps:
 #

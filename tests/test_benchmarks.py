@@ -77,14 +77,41 @@ def test_machine_line_names_torch_and_threads():
     )
 
 
-def test_decoding_benchmark_checks_cached_equals_recomputed():
+def test_decoding_benchmark_checks_its_sides_write_the_same_tokens():
     settings = suite.Settings(device=CPU, quick=True)
-    (row,) = suite.decoding(settings)["rows"]
-    assert (
-        row["same_tokens"] and row["batch"] == 1 and row["new_tokens"] == 64
-    )  # measured
-    assert row["cached"]["seconds"]["runs"] == 5
-    assert row["cached"]["ops_per_token"] < row["recompute"]["ops_per_token"]
+    results = suite.decoding(settings)
+    (row,) = results["rows"]
+    assert row["same_tokens"] and (row["batch"], row["new_tokens"]) == (1, 16)
+    assert row["plain"]["seconds"]["runs"] == 5
+    assert row["packed"]["ops_per_step"] < row["plain"]["ops_per_step"]
+    assert results["stream_gbps"] > 0 and 0 < row["packed"]["floor_share"]
+    long = results["long"]
+    assert long["same_tokens"] and long["new_tokens"] == 32
+
+
+def test_a_decoding_side_that_writes_other_tokens_is_refused(monkeypatch):
+    real = suite._marian_generate
+
+    def wrong(marian, src, new_tokens):
+        tokens = real(marian, src, new_tokens)
+        return torch.where(tokens == tokens[0, 0], 3, tokens)
+
+    monkeypatch.setattr(suite, "_marian_generate", wrong)
+    monkeypatch.setattr(suite, "long_generation", lambda settings: {})
+    with pytest.raises(AssertionError, match="marian decoding wrote other"):
+        suite.decoding(suite.Settings(device=CPU, quick=True))
+
+
+def test_bytes_per_token_counts_what_a_step_reads():
+    model = suite.tl.make_model(
+        100, 90, d_model=16, n_heads=2, d_ff=32, n_layers=2
+    )
+    per_layer = 4 * (16 * 16 + 16) + 2 * (
+        16 * 16 + 16
+    )  # self q k v o, cross q o
+    per_layer += (16 * 32 + 32) + (32 * 16 + 16) + 3 * 2 * 16  # ff, 3 norms
+    generator = 16 * 90 + 90
+    assert suite.bytes_per_token(model) == 4 * (2 * per_layer + generator)
 
 
 def test_attention_core_sides_compute_the_same_function():
@@ -113,11 +140,26 @@ def _results(
     speedup_small,
     speedup_base,
     share,
+    peer,
     mha_ratios,
     mha_peaks,
-    decode,
+    floor_share,
+    vs_marian,
+    long,
     make_test,
 ):
+    def decoding_row(batch):
+        row = {
+            "config": "small",
+            "batch": batch,
+            "plain": {"vs_marian": 1.0},
+            "packed": {"vs_marian": vs_marian, "tokens_per_s": 100.0},
+        }
+        if batch == 1:
+            row["packed"]["floor_share"] = floor_share
+            row["floor_tokens_per_s"] = 100.0 / floor_share
+        return row
+
     return {
         "training": {
             "rows": [
@@ -133,6 +175,7 @@ def _results(
                 },
             ]
         },
+        "peer": {"rows": [{"config": "small", "speedup": peer}]},
         "mha": {
             "rows": [
                 {"L": length, "time_ratio": ratio, "ours": {"peak_mib": peak}}
@@ -142,7 +185,12 @@ def _results(
             ]
         },
         "decoding": {
-            "rows": [{"config": "small", "batch": 1, "speedup": decode}]
+            "rows": [decoding_row(1), decoding_row(32)],
+            "long": {
+                "new_tokens": 256,
+                "speedup": long,
+                "packed_speedup": long,
+            },
         },
         "wall": {"make test": {"seconds": make_test, "exit_code": 0}},
     }
@@ -150,16 +198,38 @@ def _results(
 
 def test_goals_met():
     found = goals(
-        _results(1.3, 1.1, 0.55, [0.8, 0.9, 0.95], [10, 20, 40], 6.0, 250)
+        _results(
+            1.3,
+            1.1,
+            0.56,
+            1.4,
+            [0.8, 0.9, 0.95],
+            [10, 20, 40],
+            0.6,
+            2.1,
+            6.0,
+            250,
+        )
     )
-    assert len(found) == 7 and all(g["met"] for g in found), found
+    assert len(found) == 11 and all(g["met"] for g in found), found
 
 
 def test_goals_missed():
     found = goals(
-        _results(1.1, 0.9, 0.4, [0.8, 1.2, 0.9], [10, 40, 160], 2.0, 400)
+        _results(
+            1.1,
+            0.9,
+            0.5,
+            1.1,
+            [0.8, 1.2, 0.9],
+            [10, 40, 160],
+            0.3,
+            1.2,
+            2.0,
+            400,
+        )
     )
-    assert len(found) == 7 and not any(g["met"] for g in found), found
+    assert len(found) == 11 and not any(g["met"] for g in found), found
 
 
 def test_write_json_leaves_old_file_when_it_fails(tmp_path):
@@ -268,7 +338,17 @@ def test_recorded_run_is_a_complete_run(root):
         "small",
         "base",
     }
-    assert all(r["same_tokens"] for r in results["decoding"]["rows"])
+    decoding = results["decoding"]
+    assert {(r["config"], r["batch"]) for r in decoding["rows"]} == {
+        ("small", 1),
+        ("small", 32),
+        ("base", 1),
+        ("base", 32),
+    }
+    assert all(r["same_tokens"] for r in decoding["rows"])
+    assert decoding["long"]["same_tokens"]
+    assert decoding["long"]["new_tokens"] == 256
+    assert {r["config"] for r in results["peer"]["rows"]} == {"small", "base"}
     runs = [r["seconds"]["runs"] for r in results["matmul"]["rows"]]
     runs += [
         r["ours"]["seconds"]["runs"] for r in results["training"]["rows"]

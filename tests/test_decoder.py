@@ -8,6 +8,7 @@ from torch import nn
 from transformer_lite import (
     DecoderLayer,
     KVCache,
+    PackedDecoder,
     TransformerConfig,
     beam_search,
     causal_mask,
@@ -15,6 +16,7 @@ from transformer_lite import (
     make_model,
     padding_mask,
 )
+from transformer_lite.decoder import _append
 from transformer_lite.helpers import seeded_randn
 
 D, H, F = 32, 4, 64
@@ -151,12 +153,31 @@ def test_cache_refuses_a_target_mask(model):
 
 def test_kv_cache_reorder():
     cache = KVCache(2)
-    cache.layers[0]["k"] = torch.arange(3.0).view(3, 1, 1, 1)
-    cache.layers[1]["v"] = torch.arange(3.0).view(3, 1, 1, 1)
+    _append(cache.layers[0], "k", torch.arange(3.0).view(3, 1, 1, 1))
+    _append(cache.layers[1], "v", torch.arange(3.0).view(3, 1, 1, 1))
     cache.reorder(torch.tensor([2, 2, 0]))
     assert cache.layers[0]["k"].flatten().tolist() == [2.0, 2.0, 0.0]
     assert cache.layers[1]["v"].flatten().tolist() == [2.0, 2.0, 0.0]
     assert cache.length == 1
+    # later writes land in the reordered buffer
+    _append(cache.layers[0], "k", torch.full((3, 1, 1, 1), 9.0))
+    assert cache.layers[0]["k"][:, 0, :, 0].tolist() == [
+        [2, 9],
+        [2, 9],
+        [0, 9],
+    ]
+
+
+def test_kv_cache_grows_by_doubling_and_keeps_every_position():
+    layer: dict = {}
+    buffers = set()
+    for t in range(40):
+        _append(layer, "k", torch.full((2, 1, 1, 3), float(t)))
+        buffers.add(layer["k_buffer"].data_ptr())
+    assert layer["k"].shape == (2, 1, 40, 3)
+    assert layer["k"][0, 0, :, 0].tolist() == list(range(40))
+    assert layer["k_buffer"].size(2) == 64  # 16, 32, 64: three buffers
+    assert len(buffers) == 3
 
 
 def test_greedy_equals_no_cache_and_beam_of_one():
@@ -416,3 +437,184 @@ def test_bad_decoding_arguments(model):
         beam_search(model, src, 1, 2, beam_size=0)
     with pytest.raises(ValueError, match="length_penalty must be >= 0"):
         beam_search(model, src, 1, 2, length_penalty=-1.0)
+
+
+# the decoding options and the packed path
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_packed_steps_equal_the_plain_cached_steps(norm_first):
+    torch.manual_seed(0)
+    model = make_model(40, 40, **SMALL, norm_first=norm_first).eval()
+    src = ids((4, 7), 30)
+    src[1, 4:] = 0  # padding in the source
+    mask = padding_mask(src, 0)
+    with torch.no_grad():
+        memory = model.encode(src, mask)
+        cache = model.new_cache()
+        step = PackedDecoder.of(model).start(memory, mask, 9)
+        last = torch.ones(4, 1, dtype=torch.long)
+        for _ in range(9):
+            plain = model.decode(last, memory, mask, cache=cache)
+            torch.testing.assert_close(
+                step(last), plain, atol=1e-5, rtol=1e-5
+            )
+            last = ids((4, 1), int(plain.sum().abs() * 1000) % 99)
+        with pytest.raises(ValueError, match="started for 9 tokens"):
+            step(last)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_packed_greedy_writes_the_plain_tokens(seed):
+    torch.manual_seed(seed)
+    model = make_model(30, 30, **SMALL).eval()
+    src = ids((5, 6), 40 + seed, high=30)
+    plain, plain_scores = greedy_decode(
+        model, src, 1, 2, max_len=12, return_scores=True
+    )
+    packed, packed_scores = greedy_decode(
+        model, src, 1, 2, max_len=12, return_scores=True, packed=True
+    )
+    assert torch.equal(plain, packed)
+    torch.testing.assert_close(plain_scores, packed_scores)
+
+
+def test_packed_copy_is_reused_and_made_again_after_a_change(model):
+    src = ids((3, 5), 31)
+    first = PackedDecoder.of(model)
+    assert PackedDecoder.of(model) is first  # nothing changed: reused
+    with torch.no_grad():
+        model.generator.bias[7] += 100.0  # token 7 now always wins
+    try:
+        assert PackedDecoder.of(model) is not first
+        packed = greedy_decode(model, src, 1, 2, max_len=4, packed=True)
+        assert packed.tolist() == [[7] * 4] * 3
+        # the control: the stale copy would still write the old tokens
+        memory = model.encode(src)
+        stale = first.start(memory, padding_mask(src, 0), 4)
+        last = torch.ones(3, 1, dtype=torch.long)
+        assert (stale(last)[:, 0].argmax(-1) != 7).all()
+    finally:
+        with torch.no_grad():
+            model.generator.bias[7] -= 100.0
+
+
+def test_packed_needs_eval_mode_and_the_cache(model):
+    src = ids((2, 5), 32)
+    with pytest.raises(ValueError, match="call model.eval"):
+        greedy_decode(model.train(), src, 1, 2, packed=True)
+    model.eval()
+    with pytest.raises(ValueError, match="packed=True decodes with its own"):
+        greedy_decode(model, src, 1, 2, packed=True, use_cache=False)
+
+
+def test_min_new_tokens_holds_back_the_end_token(model):
+    with torch.no_grad():
+        model.generator.bias[2] = 100.0  # the end token always wins
+    src = ids((3, 5), 33)
+    for packed in (False, True):
+        out = greedy_decode(
+            model, src, 1, 2, max_len=10, min_new_tokens=4, packed=packed
+        )
+        assert out.shape == (3, 5)
+        assert (out[:, :4] != 2).all() and (out[:, 4] == 2).all()
+    # the control: without it, the end token comes first
+    assert greedy_decode(model, src, 1, 2, max_len=10).tolist() == [[2]] * 3
+
+
+def test_banned_tokens_are_never_written(model):
+    src = ids((4, 6), 34)
+    free = greedy_decode(model, src, 1, 2, max_len=8, banned=[])
+    common = free.flatten().mode().values.item()  # a token it does write
+    out = greedy_decode(model, src, 1, 2, max_len=8, banned=[0, 1, common])
+    assert common not in out.flatten().tolist()
+    assert common in free.flatten().tolist()
+
+
+def test_greedy_scores_are_the_teacher_forced_log_probs(model):
+    src = ids((4, 6), 35)
+    tokens, scores = greedy_decode(
+        model, src, 1, 2, max_len=9, return_scores=True
+    )
+    assert scores.shape == tokens.shape
+    assert (scores[tokens == 0] == 0).all()  # padding after the end
+    expected = sequence_log_prob(model, src, tokens, 1, 0)
+    torch.testing.assert_close(scores.sum(-1), expected, atol=1e-4, rtol=0)
+
+
+def test_bad_decoding_options(model):
+    src = ids((2, 5), 36)
+    with pytest.raises(ValueError, match="min_new_tokens must be an int"):
+        greedy_decode(model, src, 1, 2, max_len=5, min_new_tokens=6)
+    with pytest.raises(ValueError, match="banned must hold token ids"):
+        greedy_decode(model, src, 1, 2, banned=[3, 40])
+
+
+def test_n_best_returns_each_sources_best_sequences_in_order(model):
+    src = ids((3, 6), 37)
+    one, one_score = beam_search(model, src, 1, 2, beam_size=4, max_len=8)
+    tokens, scores = beam_search(
+        model, src, 1, 2, beam_size=4, max_len=8, n_best=3
+    )
+    assert tokens.shape[0] == 9 and scores.shape == (9,)
+    for b in range(3):
+        mine = scores[3 * b : 3 * b + 3]
+        assert (mine[:-1] >= mine[1:]).all()  # best first
+        assert mine[0] == one_score[b]
+        row = tokens[3 * b, : one.size(1)]
+        assert torch.equal(row, one[b])
+        assert (
+            len({tuple(r.tolist()) for r in tokens[3 * b : 3 * b + 3]}) == 3
+        )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_power_length_penalty_divides_by_length_to_the_alpha(model, alpha):
+    src = ids((3, 6), 38)
+    tokens, scores = beam_search(
+        model,
+        src,
+        1,
+        2,
+        beam_size=3,
+        max_len=8,
+        length_penalty=alpha,
+        length_penalty_form="power",
+    )
+    for b in range(3):
+        row = tokens[b : b + 1]
+        length = int((row != 0).sum())
+        log_prob = sequence_log_prob(
+            model, src[b : b + 1], row[:, :length], 1, 0
+        )
+        assert abs(scores[b].item() - log_prob.item() / length**alpha) < 1e-3
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 3.0])
+def test_without_early_stopping_the_search_is_never_worse(alpha):
+    differs = 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        model = make_model(30, 30, **SMALL).eval()
+        with torch.no_grad():
+            model.generator.bias[2] += 2.0  # sentences end early and often
+        src = ids((4, 6), 50 + seed, high=30)
+        options = dict(beam_size=2, max_len=10, length_penalty=alpha)
+        _, early = beam_search(model, src, 1, 2, **options)
+        _, late = beam_search(
+            model, src, 1, 2, **options, early_stopping=False
+        )
+        assert (late >= early - 1e-6).all()
+        differs += int((late > early + 1e-6).any())
+    if alpha == 3.0:  # the control: rewarding length, searching on wins
+        assert differs >= 3
+
+
+def test_bad_beam_options(model):
+    src = ids((2, 5), 39)
+    with pytest.raises(ValueError, match="n_best=5 is more than beam_size=4"):
+        beam_search(model, src, 1, 2, beam_size=4, n_best=5)
+    with pytest.raises(ValueError, match="length_penalty_form must be"):
+        beam_search(model, src, 1, 2, length_penalty_form="wu")
+    with pytest.raises(ValueError, match="banned must hold token ids"):
+        beam_search(model, src, 1, 2, banned=[-1])

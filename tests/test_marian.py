@@ -6,13 +6,15 @@ Random weights only (nothing is downloaded). A converted model must give the sam
 be refused with an error that names it.
 """
 
+import copy
+
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
 from transformer_lite import make_model  # noqa: E402
-from transformer_lite.decoder import greedy_decode  # noqa: E402
+from transformer_lite.decoder import beam_search, greedy_decode  # noqa: E402
 from transformer_lite.marian import from_marian, to_marian  # noqa: E402
 
 PAD = 0
@@ -119,8 +121,9 @@ def test_from_marian_keeps_marians_own_positions():
     assert model.pos.table.shape == (64, 16)
 
 
-def test_greedy_decoding_gives_marians_tokens():
-    # a briefly trained copy model: an untrained one repeats a single token
+@pytest.fixture(scope="module")
+def copy_model():
+    """A briefly trained copy model: an untrained one repeats a single token."""
     from transformer_lite.train import (
         TrainConfig,
         Trainer,
@@ -130,7 +133,11 @@ def test_greedy_decoding_gives_marians_tokens():
     config = TrainConfig(task="copy", steps=60, eval_size=20, warmup=20)
     sizes = small_model_config(d_model=32, d_ff=64)
     model = Trainer(config, sizes, device="cpu").fit(progress=False).model
-    model.eval()
+    return model.eval()
+
+
+def test_greedy_decoding_gives_marians_tokens(copy_model):
+    model = copy_model
     marian = to_marian(model).eval()
     src = torch.randint(
         4, 14, (3, 9), generator=torch.Generator().manual_seed(2)
@@ -187,3 +194,110 @@ def test_what_cannot_be_converted_is_refused_with_its_reason():
     )
     refused(to_marian, make_model(20, 20, **sizes, eps=1e-6), "eps")
     assert from_marian(marian()) is not None  # the control: accepted
+
+
+def marian_greedy(marian, src, new_tokens, **options):
+    return marian.generate(
+        input_ids=src,
+        attention_mask=(src != PAD).long(),
+        num_beams=1,
+        do_sample=False,
+        max_new_tokens=new_tokens,
+        forced_eos_token_id=None,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_exactly_n_tokens_and_banned_tokens_as_marian(copy_model, packed):
+    # <s> made likely, so that banning it matters; the end token held back
+    # past where the copy ends, so both sides write exactly 12 tokens
+    model = copy.deepcopy(copy_model)
+    with torch.no_grad():
+        model.generator.bias[1] += 4.0
+    marian = to_marian(model).eval()
+    src = torch.randint(
+        4, 14, (3, 9), generator=torch.Generator().manual_seed(4)
+    )
+    ours = greedy_decode(
+        model, src, 1, 2, max_len=12, min_new_tokens=12, packed=packed
+    )
+    theirs = marian_greedy(
+        marian, src, 12, min_new_tokens=12, suppress_tokens=[PAD, 1]
+    )[:, 1:]
+    assert ours.shape == (3, 12) and len(set(ours.flatten().tolist())) >= 4
+    assert torch.equal(ours, theirs)
+    # the controls: unbanned, <s> is written; unheld, the end token is
+    assert (marian_greedy(marian, src, 12, min_new_tokens=12) == 1).any()
+    early = marian_greedy(marian, src, 12, suppress_tokens=[PAD, 1])
+    assert (early == 2).any()
+
+
+def test_greedy_scores_are_marians_transition_scores(copy_model):
+    marian = to_marian(copy_model).eval()
+    src = torch.randint(
+        4, 14, (3, 9), generator=torch.Generator().manual_seed(3)
+    )
+    tokens, scores = greedy_decode(
+        copy_model, src, 1, 2, max_len=12, banned=[], return_scores=True
+    )
+    out = marian_greedy(
+        marian, src, 12, output_scores=True, return_dict_in_generate=True
+    )
+    theirs = marian.compute_transition_scores(
+        out.sequences, out.scores, normalize_logits=True
+    )
+    assert torch.equal(tokens, out.sequences[:, 1 : tokens.size(1) + 1])
+    real = tokens != PAD
+    torch.testing.assert_close(
+        scores[real], theirs[:, : tokens.size(1)][real]
+    )
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_search_gives_marians_n_best_and_scores(copy_model, alpha):
+    # Hugging Face's rules: length ** alpha, stop once beam_size sentences
+    # ended, no token banned (its processors would not renormalise)
+    marian = to_marian(copy_model).eval()
+    src = torch.randint(
+        4, 14, (3, 9), generator=torch.Generator().manual_seed(5)
+    )
+    src[2, 7:] = PAD
+    tokens, scores = beam_search(
+        copy_model,
+        src,
+        1,
+        2,
+        beam_size=4,
+        max_len=16,
+        length_penalty=alpha,
+        length_penalty_form="power",
+        banned=[],
+        n_best=2,
+    )
+    out = marian.generate(
+        input_ids=src,
+        attention_mask=(src != PAD).long(),
+        num_beams=4,
+        num_return_sequences=2,
+        length_penalty=alpha,
+        early_stopping=True,
+        do_sample=False,
+        max_new_tokens=16,
+        forced_eos_token_id=None,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
+    theirs = out.sequences[:, 1:]  # without the start token
+    # Marian fills after the end token with more end tokens (its fill value
+    # is `pad_token_id or eos_token_id`, and <pad> is 0): make them <pad>
+    ended = (theirs == 2).long().cumsum(1) - (theirs == 2).long() > 0
+    theirs = theirs.masked_fill(ended, PAD)
+    width = max(tokens.size(1), theirs.size(1))
+    pad = torch.nn.functional.pad
+    assert torch.equal(
+        pad(tokens, (0, width - tokens.size(1))),
+        pad(theirs, (0, width - theirs.size(1))),
+    )
+    torch.testing.assert_close(scores, out.sequences_scores)
+    assert not torch.equal(tokens[0::2], tokens[1::2])  # two different bests
